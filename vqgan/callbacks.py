@@ -1,0 +1,43 @@
+"""Lightning callbacks shared by both stages."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from .images import save_png
+
+
+class ImageGridLogger(pl.Callback):
+    """Every `every_n_steps` training batches and at the end, ask the module for
+    `log_images()` (a dict of name -> (3, H, W) uint8 grids) and write each as
+    `<run_dir>/images/<name>_<step>.png` and to TensorBoard. Rank 0 only.
+    """
+
+    def __init__(self, directory: str | Path, every_n_steps: int):
+        super().__init__()
+        self.directory = Path(directory)
+        self.every_n_steps = every_n_steps
+        self.last_written_step = -1
+
+    @rank_zero_only
+    def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step = trainer.global_step
+        if step == self.last_written_step:
+            return
+        self.last_written_step = step
+        for name, grid in pl_module.log_images().items():
+            save_png(grid, self.directory / f"{name}_{step:06d}.png")
+            save_png(grid, self.directory / f"{name}_last.png")
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_image(name, grid, step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+            self._write(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._write(trainer, pl_module)

@@ -1,0 +1,215 @@
+"""The VQGAN tokenizer: image -> grid of integer codes -> image.
+
+    from vqgan import VQGAN
+    tok = VQGAN.from_pretrained("runs/emoji32/tokenizer")
+    idx = tok.encode(x)        # (B, 3, H, W) in [-1, 1] -> (B, h, w) int64
+    x_hat = tok.decode(idx)    # -> (B, 3, H, W), same scale as x (not clamped)
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import ConfigError, config_from_dict, require
+from .io import atomic_write_dir
+from .modules import Decoder, Encoder
+from .quantize import QuantizerConfig, QuantizerOutput, build_quantizer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+# Training-time state that a tokenizer export leaves out.
+_NOT_EXPORTED = (".usage.",)
+
+
+@dataclass
+class VQGANConfig:
+    """Architecture of the tokenizer (the knobs of taming-transformers' `ddconfig`)."""
+
+    resolution: int = 32  # training image side; the network itself is fully convolutional
+    in_channels: int = 3
+    out_ch: int = 3
+    ch: int = 64  # base width; level i has ch * ch_mult[i] channels
+    ch_mult: list[int] = field(default_factory=lambda: [1, 2, 2])  # one entry per level
+    num_res_blocks: int = 2
+    attn_resolutions: list[int] = field(default_factory=list)  # feature-map sides with attention
+    z_channels: int = 64  # encoder output channels
+    embed_dim: int = 8  # code dimension (quant_conv projects z_channels -> embed_dim)
+    dropout: float = 0.0
+    norm_groups: int = 32  # GroupNorm groups (taming: 32)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+    def __post_init__(self):
+        for key in ("resolution", "in_channels", "out_ch", "ch", "num_res_blocks", "z_channels", "embed_dim", "norm_groups"):
+            require(getattr(self, key) > 0, f"model.{key}", "must be positive")
+        require(len(self.ch_mult) > 0 and min(self.ch_mult) > 0, "model.ch_mult", "must be a non-empty list of positive ints")
+        require(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        factor = 2 ** (len(self.ch_mult) - 1)
+        require(
+            self.resolution % factor == 0, "model.ch_mult",
+            f"has {len(self.ch_mult)} levels (downsampling x{factor}), which does not divide model.resolution={self.resolution}",
+        )
+        for mult in self.ch_mult:
+            require(
+                self.ch * mult % self.norm_groups == 0, "model.ch",
+                f"times each ch_mult entry must be divisible by model.norm_groups={self.norm_groups} (got {self.ch}*{mult})",
+            )
+        sides = {self.resolution // 2**i for i in range(len(self.ch_mult))}
+        unused = sorted(set(self.attn_resolutions) - sides)
+        require(not unused, "model.attn_resolutions", f"lists sides {unused} that never occur (feature-map sides: {sorted(sides)})")
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.ch_mult) - 1)
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the code grid for `resolution`-pixel images."""
+        return self.resolution // self.downsample_factor
+
+
+@dataclass
+class VQGANOutput:
+    reconstruction: torch.Tensor  # (B, 3, H, W)
+    quantizer: QuantizerOutput
+
+
+class VQGAN(nn.Module):
+    """Encoder -> quant_conv -> quantizer -> post_quant_conv -> decoder."""
+
+    def __init__(self, config: VQGANConfig):
+        super().__init__()
+        self.config = config
+        arch = dict(ch=config.ch, ch_mult=list(config.ch_mult), num_res_blocks=config.num_res_blocks,
+                    attn_resolutions=list(config.attn_resolutions), z_channels=config.z_channels,
+                    resolution=config.resolution, dropout=config.dropout, norm_groups=config.norm_groups)
+        self.encoder = Encoder(in_channels=config.in_channels, **arch)
+        self.decoder = Decoder(out_ch=config.out_ch, **arch)
+        self.quant_conv = nn.Conv2d(config.z_channels, config.embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(config.embed_dim, config.z_channels, 1)
+        self.quantize = build_quantizer(config.quantizer, config.embed_dim)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.quantize.codebook_size
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """The decoder's output weight, where the adversarial weight is balanced."""
+        return self.decoder.conv_out.weight
+
+    # --- training path -------------------------------------------------------------
+
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> pre-quantization latent (B, embed_dim, h, w)."""
+        return self.quant_conv(self.encoder(x))
+
+    def decode_latent(self, z_q: torch.Tensor) -> torch.Tensor:
+        """Quantized latent (B, embed_dim, h, w) -> image (B, 3, H, W)."""
+        return self.decoder(self.post_quant_conv(z_q))
+
+    def forward(self, x: torch.Tensor) -> VQGANOutput:
+        q = self.quantize(self.encode_latent(x))
+        return VQGANOutput(self.decode_latent(q.z_q), q)
+
+    # --- inference helpers -----------------------------------------------------------
+
+    @contextmanager
+    def _inference(self):
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [-1, 1] -> codes (B, H/f, W/f) int64."""
+        with self._inference():
+            return self.quantize(self.encode_latent(x)).indices
+
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codes (B, h, w) int64 -> images (B, 3, h*f, w*f) on the [-1, 1] scale, not clamped."""
+        if indices.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"decode expects integer codes, got {indices.dtype}")
+        if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
+            raise ValueError(f"codes must lie in [0, {self.codebook_size}), got [{indices.min()}, {indices.max()}]")
+        with self._inference():
+            return self.decode_latent(self.quantize.lookup(indices.long()))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode and decode in one go (eval mode, no gradients)."""
+        with self._inference():
+            return self(x).reconstruction
+
+    # --- export ------------------------------------------------------------------
+
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights of the tokenizer alone (no training-time statistics)."""
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+                if not any(s in k for s in _NOT_EXPORTED)}
+
+    def write_pretrained(self, directory: Path) -> None:
+        """Write config.json and model.safetensors into an existing folder (not atomic)."""
+        (directory / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2))
+        save_file(self.export_state_dict(), str(directory / WEIGHTS_NAME))
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Export to `directory` (config.json + model.safetensors), replacing it atomically."""
+        atomic_write_dir(Path(directory), self.write_pretrained)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "VQGAN":
+        """Load an exported tokenizer, in eval mode. Errors name the bad file."""
+        directory = Path(directory)
+        config = load_model_config(VQGANConfig, directory)
+        model = cls(config)
+        load_weights(model, directory, map_location, skip=_NOT_EXPORTED)
+        return model.eval()
+
+
+def load_model_config(schema, directory: Path):
+    """Read `directory/config.json` into `schema`, with errors that name the file."""
+    path = directory / CONFIG_NAME
+    if not directory.is_dir():
+        raise FileNotFoundError(f"model folder not found: {directory}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: not an exported model folder")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON: {err}") from None
+    return config_from_dict(schema, values, str(path))
+
+
+def load_weights(model: nn.Module, directory: Path, map_location, skip: tuple[str, ...] = ()) -> None:
+    """Load `directory/model.safetensors` strictly: every key present, every shape equal."""
+    path = directory / WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        state = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
+    expected = {k: v for k, v in model.state_dict().items() if not any(s in k for s in skip)}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        details = []
+        if missing:
+            details.append(f"missing {missing[:3]}")
+        if unexpected:
+            details.append(f"unexpected {unexpected[:3]}")
+        if wrong:
+            k = wrong[0]
+            details.append(f"shape of '{k}' is {tuple(state[k].shape)}, config.json implies {tuple(expected[k].shape)}")
+        raise ValueError(f"{path} does not match {directory / CONFIG_NAME}: " + "; ".join(details))
+    model.load_state_dict(state, strict=False)

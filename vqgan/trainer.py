@@ -1,0 +1,92 @@
+"""The Lightning Trainer both stages run under: devices, precision, checkpoints, logging."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from .config import require
+
+
+@dataclass
+class TrainerConfig:
+    """Passed on to `pl.Trainer`; `devices`, `strategy`, `num_nodes` scale out with DDP."""
+
+    max_steps: int = 1000  # training batches
+    accelerator: str = "auto"  # auto | cpu | gpu
+    devices: str = "auto"  # "auto", a count ("8") or a list ("0,1")
+    num_nodes: int = 1
+    strategy: str = "auto"  # e.g. ddp
+    precision: str = "auto"  # auto: bf16-mixed on CUDA, 32-true elsewhere
+    log_every: int = 10  # batches between scalar logs
+    image_every: int = 500  # batches between image grids (0: only at the end)
+    checkpoint_every: int = 500  # batches between checkpoints
+    val_every: int = 500  # batches between validation passes (0: never during training)
+    limit_val_batches: int = 0  # 0: the whole validation split
+    progress_bar: bool = True
+
+    def __post_init__(self):
+        require(self.max_steps > 0, "trainer.max_steps", "must be positive")
+        require(self.num_nodes > 0, "trainer.num_nodes", "must be positive")
+        for key in ("log_every", "image_every", "checkpoint_every", "val_every", "limit_val_batches"):
+            require(getattr(self, key) >= 0, f"trainer.{key}", "must be >= 0")
+
+
+def resolved_precision(config: TrainerConfig) -> str:
+    if config.precision != "auto":
+        return config.precision
+    use_cuda = config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if use_cuda and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def _devices(value: str):
+    if value == "auto":
+        return "auto"
+    if "," in value:
+        return [int(v) for v in value.split(",") if v]
+    return int(value)
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def resume_path(run_dir: str | Path, resume: str) -> str | None:
+    """`resume` if given, else `<run_dir>/checkpoints/last.ckpt` when a previous run left one."""
+    if resume:
+        if not Path(resume).is_file():
+            raise FileNotFoundError(f"resume checkpoint not found: {resume}")
+        return resume
+    last = checkpoint_dir(run_dir) / "last.ckpt"
+    return str(last) if last.is_file() else None
+
+
+def build_trainer(config: TrainerConfig, run_dir: str | Path, callbacks: list[pl.Callback]) -> pl.Trainer:
+    run_dir = Path(run_dir)
+    checkpoints = ModelCheckpoint(
+        dirpath=checkpoint_dir(run_dir), filename="last", every_n_train_steps=config.checkpoint_every or None,
+        save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False,
+    )
+    return pl.Trainer(
+        max_steps=config.max_steps,
+        max_epochs=-1,
+        accelerator=config.accelerator,
+        devices=_devices(config.devices),
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=resolved_precision(config),
+        logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
+        callbacks=[checkpoints, *callbacks],
+        log_every_n_steps=config.log_every,
+        val_check_interval=config.val_every if config.val_every else None,
+        check_val_every_n_epoch=None,
+        limit_val_batches=config.limit_val_batches or None,
+        num_sanity_val_steps=0,
+        enable_progress_bar=config.progress_bar,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )

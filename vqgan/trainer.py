@@ -1,6 +1,7 @@
 """The Lightning Trainer both stages run under: devices, precision, checkpoints, logging."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,11 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from .config import require
+
+# Expected here, not problems: checkpoints are taken after the optimizer steps (what resuming
+# needs), and the frozen LPIPS network stays in eval mode during training.
+warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
+warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
 
 
 @dataclass

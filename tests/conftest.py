@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny configs and tiny image folders, so the suite runs on 2 CPU cores."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+EMOJI = REPO / "data" / "emoji"
+LPIPS_WEIGHTS = Path(os.environ.get("VQGAN_LPIPS_WEIGHTS", REPO / "weights" / "lpips"))
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def lpips_weights() -> Path:
+    """Real LPIPS backbone weights; `make test` prepares them (scripts/prepare_lpips_weights.py)."""
+    if not (LPIPS_WEIGHTS / "alexnet.safetensors").is_file():
+        message = f"LPIPS weights missing in {LPIPS_WEIGHTS}: run python scripts/prepare_lpips_weights.py"
+        if os.environ.get("REQUIRE_WEIGHTS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return LPIPS_WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def emoji_subset(tmp_path_factory) -> Path:
+    """A copy of 3 emoji categories, 24 images each: quick to scan and train on."""
+    root = tmp_path_factory.mktemp("emoji_subset")
+    for category in ("flags", "food_drink", "smileys_emotion"):
+        (root / category).mkdir()
+        for path in sorted((EMOJI / category).glob("*.png"))[:24]:
+            shutil.copy(path, root / category / path.name)
+    return root
+
+
+TINY_MODEL = [
+    "model.ch=16", "model.norm_groups=8", "model.ch_mult=[1,2,2]", "model.num_res_blocks=1",
+    "model.z_channels=16", "model.embed_dim=8", "model.quantizer.codebook_size=64",
+]
+
+
+def tiny_vqgan_overrides(run_dir: Path, data_root: Path, steps: int = 4) -> list[str]:
+    """Overrides that shrink configs/vqgan/emoji32.yaml to seconds of CPU time."""
+    return TINY_MODEL + [
+        f"run_dir={run_dir}", f"data.root={data_root}", "data.batch_size=8", "data.num_workers=0",
+        "loss.perceptual.weights=random", "loss.perceptual.resize=0",
+        f"trainer.max_steps={steps}", "trainer.image_every=2", "trainer.checkpoint_every=2",
+        "trainer.val_every=2", "trainer.log_every=1", "trainer.progress_bar=false",
+    ]

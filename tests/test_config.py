@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+
+from vqgan.config import ConfigError, load_config, save_config
+from vqgan.train_config import VQGANTrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_and_overrides_fill_the_schema(tmp_path):
+    path = write(tmp_path, "model:\n  ch: 96\ndata:\n  batch_size: 4\n")
+    config = load_config(VQGANTrainConfig, path, ["trainer.max_steps=7", "model.ch_mult=[1,2]"])
+    assert isinstance(config, VQGANTrainConfig)
+    assert (config.model.ch, config.data.batch_size, config.trainer.max_steps) == (96, 4, 7)
+    assert config.model.ch_mult == [1, 2]
+
+
+def test_misspelt_key_in_file_names_key_and_file(tmp_path):
+    path = write(tmp_path, "model:\n  chh: 48\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(VQGANTrainConfig, path)
+    assert "model.chh" in str(err.value) and str(path) in str(err.value)
+    assert "model.ch" in str(err.value)  # the suggestion
+
+
+def test_misspelt_override_names_key():
+    with pytest.raises(ConfigError, match=r"trainer\.max_step'"):
+        load_config(VQGANTrainConfig, None, ["trainer.max_step=3"])
+
+
+def test_wrong_type_names_key(tmp_path):
+    path = write(tmp_path, "data:\n  batch_size: many\n")
+    with pytest.raises(ConfigError, match=r"data\.batch_size"):
+        load_config(VQGANTrainConfig, path)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.batch_size=0", "data.batch_size"),
+    ("model.ch=-8", "model.ch"),
+    ("model.ch_mult=[1,1,1,1,1,1,1]", "model.ch_mult"),
+    ("model.attn_resolutions=[5]", "model.attn_resolutions"),
+    ("model.quantizer.kind=vq", "model.quantizer.kind"),
+    ("data.resolution=64", "data.resolution"),
+])
+def test_out_of_range_values_are_refused(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(VQGANTrainConfig, None, [override])
+
+
+def test_override_without_equals_sign():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(VQGANTrainConfig, None, ["trainer.max_steps"])
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(VQGANTrainConfig, "nope.yaml")
+
+
+def test_saved_config_loads_back_equal(tmp_path):
+    config = load_config(VQGANTrainConfig, REPO / "configs/vqgan/emoji32.yaml", ["seed=3"])
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(VQGANTrainConfig, tmp_path / "config.yaml") == config
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "vqgan").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_vqgan_config_loads(path):
+    load_config(VQGANTrainConfig, path)

@@ -1,0 +1,64 @@
+import subprocess
+import sys
+
+import torch
+import yaml
+
+from tests.conftest import REPO, tiny_vqgan_overrides
+from vqgan import VQGAN
+from vqgan.config import load_config
+from vqgan.data import load_rgb
+from vqgan.data import image_transform
+from vqgan.lightning import fit_vqgan
+from vqgan.train_config import VQGANTrainConfig
+
+CONFIG = REPO / "configs" / "vqgan" / "emoji32.yaml"
+
+
+def test_gan_training_steps_update_both_networks(tmp_path, emoji_subset):
+    overrides = tiny_vqgan_overrides(tmp_path / "run", emoji_subset, steps=4) + [
+        "loss.disc_weight=0.5", "loss.disc_start=1", "loss.disc_ramp=2", "loss.lecam_weight=0.1",
+        "loss.discriminator.n_layers=2", "loss.discriminator.ndf=8", "loss.l2_weight=1.0",
+    ]
+    config = load_config(VQGANTrainConfig, CONFIG, overrides)
+    tokenizer = fit_vqgan(config)
+    run = tmp_path / "run"
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4  # one per training batch, although D stepped too
+    disc_keys = [k for k in ckpt["state_dict"] if k.startswith("discriminator.")]
+    assert disc_keys and len(ckpt["optimizer_states"]) == 2
+    assert ckpt["optimizer_states"][1]["state"], "the discriminator's optimizer never stepped"
+    assert (run / "images" / "reconstructions_last.png").is_file()
+    assert sorted(yaml.safe_load((run / "config.yaml").read_text())) == sorted(
+        ["run_dir", "resume", "seed", "model", "loss", "optim", "data", "trainer"])
+    assert (tokenizer / "model.safetensors").is_file()
+
+
+def test_training_script_end_to_end_and_reuse(tmp_path, emoji_subset):
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "scripts" / "train_vqgan.py"), "--config", str(CONFIG),
+           *tiny_vqgan_overrides(run, emoji_subset, steps=3)]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tok = VQGAN.from_pretrained(run / "tokenizer")
+    images = sorted(emoji_subset.rglob("*.png"))[:5]
+    x = torch.stack([image_transform(32, train=False)(load_rgb(p)) for p in images])
+    codes = tok.encode(x)
+    assert codes.shape == (5, 8, 8) and codes.dtype == torch.int64
+    assert tok.decode(codes).shape == (5, 3, 32, 32)
+
+    # a rerun with more steps resumes from last.ckpt instead of starting over
+    rerun = [sys.executable, str(REPO / "scripts" / "train_vqgan.py"), "--config", str(CONFIG),
+             *tiny_vqgan_overrides(run, emoji_subset, steps=5)]
+    result = subprocess.run(rerun, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Restored" in result.stderr + result.stdout
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+
+
+def test_training_script_help_and_bad_key():
+    script = str(REPO / "scripts" / "train_vqgan.py")
+    assert "key=value" in subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True).stdout
+    result = subprocess.run([sys.executable, script, "--config", str(CONFIG), "trainer.max_stepz=3"],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0 and "trainer.max_stepz" in result.stderr

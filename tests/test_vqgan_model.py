@@ -1,0 +1,109 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from vqgan import VQGAN, VQGANConfig
+from vqgan.config import ConfigError
+from vqgan.discriminator import DiscriminatorConfig, PatchDiscriminator
+from vqgan.quantize import QuantizerConfig
+
+
+def tiny_config(**kw) -> VQGANConfig:
+    base = dict(ch=16, norm_groups=8, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=16, embed_dim=8,
+                attn_resolutions=[8], quantizer=QuantizerConfig(codebook_size=64))
+    base.update(kw)
+    return VQGANConfig(**base)
+
+
+def test_shapes_and_grid():
+    model = VQGAN(tiny_config())
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = model(x)
+    assert out.reconstruction.shape == x.shape
+    assert model.encode(x).shape == (2, 8, 8) and model.config.grid_size == 8
+    assert model.decode(model.encode(x)).shape == (2, 3, 32, 32)
+    assert model.training  # inference helpers restore the mode
+
+
+def test_decode_is_not_clamped():
+    model = VQGAN(tiny_config())
+    with torch.no_grad():
+        model.decoder.conv_out.bias.fill_(5.0)
+    assert model.decode(torch.zeros(1, 8, 8, dtype=torch.long)).max() > 1.0
+
+
+def test_decode_refuses_out_of_range_codes():
+    model = VQGAN(tiny_config())
+    with pytest.raises(ValueError, match="codes must lie in"):
+        model.decode(torch.full((1, 8, 8), 64))
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = VQGAN(tiny_config())
+    model.train()
+    model(torch.randn(2, 3, 32, 32))  # fills the usage window, which is not exported
+    model.save_pretrained(tmp_path / "tok")
+    loaded = VQGAN.from_pretrained(tmp_path / "tok")
+    assert not loaded.training
+    assert not any(".usage." in k for k in load_file(str(tmp_path / "tok" / "model.safetensors")))
+    x = torch.randn(3, 3, 32, 32)
+    assert torch.equal(model.encode(x), loaded.encode(x))
+    assert torch.equal(model.reconstruct(x), loaded.reconstruct(x))
+
+
+def test_from_pretrained_errors_name_the_file(tmp_path):
+    VQGAN(tiny_config()).save_pretrained(tmp_path / "tok")
+    weights = tmp_path / "tok" / "model.safetensors"
+    state = load_file(str(weights))
+
+    with pytest.raises(FileNotFoundError, match="not found"):
+        VQGAN.from_pretrained(tmp_path / "nothing")
+
+    config = json.loads((tmp_path / "tok" / "config.json").read_text())
+    config["ch"] = 32  # no longer matches the weights
+    (tmp_path / "tok" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="does not match"):
+        VQGAN.from_pretrained(tmp_path / "tok")
+    config["chh"] = 1
+    (tmp_path / "tok" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="chh"):
+        VQGAN.from_pretrained(tmp_path / "tok")
+
+    VQGAN(tiny_config()).save_pretrained(tmp_path / "tok")
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        VQGAN.from_pretrained(tmp_path / "tok")
+    state.pop("quant_conv.bias")
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match="quant_conv.bias"):
+        VQGAN.from_pretrained(tmp_path / "tok")
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        VQGAN.from_pretrained(tmp_path / "tok")
+
+
+def test_taming_module_names():
+    keys = VQGAN(tiny_config()).state_dict().keys()
+    for key in ("encoder.down.0.block.0.conv1.weight", "encoder.down.0.downsample.conv.weight",
+                "encoder.down.2.attn.0.q.weight", "encoder.mid.attn_1.proj_out.bias",
+                "decoder.up.2.block.1.conv2.weight", "decoder.up.2.attn.1.k.weight",
+                "decoder.up.1.upsample.conv.weight", "decoder.up.0.block.0.nin_shortcut.weight",
+                "quantize.embedding.weight", "quant_conv.weight", "post_quant_conv.weight"):
+        assert key in keys, key
+    assert not any(k.startswith("decoder.up.0.upsample") or k.startswith("encoder.down.2.downsample") for k in keys)
+    assert sum(k.startswith("decoder.up.0.block.") and k.endswith("conv1.weight") for k in keys) == 2
+
+
+@pytest.mark.parametrize("layers, field, out", [(1, 16, 14), (2, 34, 6), (3, 70, 2)])
+def test_patchgan_receptive_field(layers, field, out):
+    disc = PatchDiscriminator(DiscriminatorConfig(n_layers=layers))
+    assert disc.receptive_field() == field
+    assert disc.output_size(32) == out == disc(torch.zeros(1, 3, 32, 32)).shape[-1]
+
+
+def test_patchgan_warns_when_patches_cover_the_image():
+    with pytest.warns(UserWarning, match="receptive field 70"):
+        PatchDiscriminator(DiscriminatorConfig(n_layers=3)).check_image_size(32)

@@ -51,3 +51,27 @@ def tiny_vqgan_overrides(run_dir: Path, data_root: Path, steps: int = 4) -> list
         f"trainer.max_steps={steps}", "trainer.image_every=2", "trainer.checkpoint_every=2",
         "trainer.val_every=2", "trainer.log_every=1", "trainer.progress_bar=false",
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory) -> Path:
+    """An untrained tiny tokenizer export: 32 px images, 8x8 grid, 64 codes."""
+    from vqgan import VQGAN, VQGANConfig
+    from vqgan.quantize import QuantizerConfig
+
+    torch.manual_seed(0)
+    config = VQGANConfig(ch=16, norm_groups=8, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=16, embed_dim=8,
+                         quantizer=QuantizerConfig(codebook_size=64))
+    directory = tmp_path_factory.mktemp("tokenizer") / "tokenizer"
+    VQGAN(config).save_pretrained(directory)
+    return directory
+
+
+def tiny_gpt_overrides(run_dir: Path, data_root: Path, tokenizer: Path, steps: int = 4) -> list[str]:
+    """Overrides that shrink configs/transformer/emoji32.yaml to seconds of CPU time."""
+    return [
+        f"run_dir={run_dir}", f"data.root={data_root}", f"tokenizer={tokenizer}", "data.batch_size=8",
+        "model.vocab_size=64", "model.num_classes=3", "model.n_layer=2", "model.n_head=2", "model.n_embd=32",
+        "sample.per_class=2", f"trainer.max_steps={steps}", "trainer.image_every=2", "trainer.checkpoint_every=2",
+        "trainer.val_every=2", "trainer.log_every=1", "trainer.progress_bar=false",
+    ]

@@ -1,0 +1,100 @@
+"""Sample an image grid from a GPT export (scripts/train_transformer.py writes one).
+
+    python scripts/sample.py --model runs/gpt_emoji32/gpt --num 64 --classes 0,3 --cfg 2.0 --top-k 100 --seed 0 --out grid.png
+
+Class-conditional models give one row per class (all classes when --classes is not
+given); the class names are saved beside the grid as <out>.json.
+"""
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from transformer.lightning import load_generator  # noqa: E402
+from transformer.sampling import check_sampling_args, generate  # noqa: E402
+from vqgan.images import image_grid, save_png, to_uint8  # noqa: E402
+from vqgan.io import atomic_write_text  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="GPT export folder (holds config.json and tokenizer/)")
+    parser.add_argument("--num", type=int, default=64, help="number of images (split evenly over the classes)")
+    parser.add_argument("--out", default="samples.png", help="PNG grid to write")
+    parser.add_argument("--classes", help="comma-separated class ids, e.g. 0,3 (default: all)")
+    parser.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: none)")
+    parser.add_argument("--top-k", type=int, help="sample among the k most likely codes")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling threshold in (0, 1]")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--save-individual", metavar="DIR", help="also write each image as DIR/<n>.png")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser.parse_args()
+
+
+def class_list(args, num_classes: int) -> list[int] | None:
+    if num_classes == 0:
+        if args.classes:
+            raise ValueError("--classes given, but this model is unconditional")
+        return None
+    if not args.classes:
+        return list(range(num_classes))
+    try:
+        ids = [int(c) for c in args.classes.split(",")]
+    except ValueError:
+        raise ValueError(f"--classes must be comma-separated integers, got '{args.classes}'") from None
+    bad = [c for c in ids if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"class ids {bad} out of range: this model has classes 0..{num_classes - 1}")
+    return ids
+
+
+def main() -> None:
+    args = parse_args()
+    try:
+        if args.num < 1 or args.batch_size < 1:
+            raise ValueError("--num and --batch-size must be positive")
+        gpt, tokenizer = load_generator(args.model, args.device)
+        check_sampling_args(gpt, args.temperature, args.top_k, args.top_p, args.cfg)
+        classes = class_list(args, gpt.config.num_classes)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+
+    per_row = math.ceil(args.num / len(classes)) if classes else min(args.num, 8)
+    labels = torch.tensor(classes).repeat_interleave(per_row) if classes else None
+    total = labels.numel() if classes else args.num
+    generator = torch.Generator(args.device).manual_seed(args.seed)
+    images = []
+    for start in tqdm(range(0, total, args.batch_size), desc="sampling", unit="batch"):
+        count = min(args.batch_size, total - start)
+        cond = labels[start:start + count] if classes else count
+        codes = generate(gpt, cond, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                         cfg_scale=args.cfg, generator=generator)
+        grid = gpt.config.grid_size
+        images.append(tokenizer.decode(codes.view(count, grid, grid)).cpu())
+    images = torch.cat(images)
+
+    out = Path(args.out)
+    save_png(image_grid(images, nrow=per_row), out)
+    names = gpt.config.class_names
+    rows = [{"row": i, "class_id": c, "class_name": names[c] if names else str(c)} for i, c in enumerate(classes or [])]
+    atomic_write_text(out.with_suffix(".json"), json.dumps(
+        {"model": str(args.model), "rows": rows, "per_row": per_row, "cfg": args.cfg, "top_k": args.top_k,
+         "top_p": args.top_p, "temperature": args.temperature, "seed": args.seed}, indent=1))
+    if args.save_individual:
+        folder = Path(args.save_individual)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(to_uint8(images)):
+            save_png(image, folder / f"{i:05d}.png")
+    print(f"wrote {out} ({len(images)} images)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import REPO, tiny_gpt_overrides
+from transformer import codes as code_cache
+from transformer.lightning import TokenizerMismatchError, fit_gpt, load_generator
+from transformer.train_config import GPTTrainConfig
+from vqgan import VQGAN
+from vqgan.config import load_config
+from vqgan.data import ImageFolderDataset, scan_images
+
+CONFIG = REPO / "configs" / "transformer" / "emoji32.yaml"
+
+
+def test_code_cache_is_reused_and_invalidated(tmp_path, emoji_subset, tiny_tokenizer, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(emoji_subset, data)
+    tokenizer = VQGAN.from_pretrained(tiny_tokenizer)
+    index = scan_images(data)
+    cache = code_cache.load_or_build(tokenizer, tiny_tokenizer, index, 32, tmp_path / "codes", batch_size=16)
+    assert cache.codes.shape == (len(index.paths), 2, 8, 8)
+    x = ImageFolderDataset(index, [5], 32, train=False)[0]["image"][None]
+    assert torch.equal(cache.codes[5, 0], tokenizer.encode(x)[0])
+    assert torch.equal(cache.codes[5, 1], tokenizer.encode(x.flip(-1))[0])
+
+    mtime = cache.path.stat().st_mtime_ns
+    again = code_cache.load_or_build(tokenizer, tiny_tokenizer, index, 32, tmp_path / "codes")
+    assert again.path == cache.path and again.path.stat().st_mtime_ns == mtime
+
+    Image.new("RGB", (64, 64), "red").save(data / "flags" / "new.png")  # the file list changed
+    capsys.readouterr()
+    rebuilt = code_cache.load_or_build(tokenizer, tiny_tokenizer, scan_images(data), 32, tmp_path / "codes")
+    assert rebuilt.path != cache.path and rebuilt.codes.shape[0] == cache.codes.shape[0] + 1
+    assert "files changed" in capsys.readouterr().out
+    other = code_cache.load_or_build(tokenizer, tiny_tokenizer, scan_images(data), 16, tmp_path / "codes")
+    assert other.path != rebuilt.path and other.codes.shape[2:] == (4, 4)
+
+
+def test_code_dataset_views_are_deterministic(tmp_path, emoji_subset, tiny_tokenizer):
+    tokenizer = VQGAN.from_pretrained(tiny_tokenizer)
+    cache = code_cache.load_or_build(tokenizer, tiny_tokenizer, scan_images(emoji_subset), 32, tmp_path / "c")
+    dataset = code_cache.CodeDataset(cache, list(range(20)), random_view=True, seed=0)
+    first = [dataset[i]["codes"] for i in range(20)]
+    assert all(torch.equal(a, dataset[i]["codes"]) for i, a in enumerate(first))
+    views = {int(torch.equal(first[i], cache.codes[i, 1].flatten())) for i in range(20)}
+    assert views == {0, 1}  # both the image and its flip are used
+
+
+def test_gpt_training_end_to_end_then_sample_script(tmp_path, emoji_subset, tiny_tokenizer):
+    run = tmp_path / "run"
+    config = load_config(GPTTrainConfig, CONFIG, tiny_gpt_overrides(run, emoji_subset, tiny_tokenizer, steps=4))
+    export = fit_gpt(config)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4
+    assert not any(k.startswith("tokenizer") for k in ckpt["state_dict"])  # the frozen tokenizer is not saved
+    assert (run / "images" / "samples_last.png").is_file()
+    gpt, tokenizer = load_generator(export)
+    assert gpt.config.class_names == ["flags", "food_drink", "smileys_emotion"]
+
+    out = tmp_path / "grid.png"
+    script = str(REPO / "scripts" / "sample.py")
+    result = subprocess.run([sys.executable, script, "--model", str(export), "--num", "6", "--classes", "0,2",
+                             "--cfg", "2", "--top-k", "10", "--out", str(out), "--save-individual", str(tmp_path / "each")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Image.open(out).size == (3 * 34 + 2, 2 * 34 + 2)  # 3 per row, 2 rows, 2 px padding
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [r["class_name"] for r in rows] == ["flags", "smileys_emotion"]
+    assert len(list((tmp_path / "each").glob("*.png"))) == 6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--classes", "0,9"], "out of range"), (["--top-k", "65"], "top_k"), (["--temperature", "0"], "temperature"),
+    (["--top-p", "0"], "top_p"), (["--num", "0"], "--num"),
+])
+def test_sample_script_refuses_bad_arguments(tmp_path, tiny_tokenizer, args, message):
+    from transformer import GPT, GPTConfig
+
+    GPT(GPTConfig(vocab_size=64, grid_size=8, num_classes=3, n_layer=1, n_head=2, n_embd=32)).save_pretrained(
+        tmp_path / "gpt", tokenizer_dir=tiny_tokenizer)
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "sample.py"), "--model", str(tmp_path / "gpt"),
+                             "--out", str(tmp_path / "x.png"), *args], capture_output=True, text=True)
+    assert result.returncode != 0 and message in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_gpt_and_tokenizer_of_other_sizes_are_refused(tmp_path, emoji_subset, tiny_tokenizer):
+    overrides = tiny_gpt_overrides(tmp_path / "run", emoji_subset, tiny_tokenizer) + ["model.vocab_size=512"]
+    with pytest.raises(TokenizerMismatchError, match=r"vocab_size=512.*codebook_size=64"):
+        fit_gpt(load_config(GPTTrainConfig, CONFIG, overrides))
+    overrides[-1] = "model.grid_size=16"
+    with pytest.raises(TokenizerMismatchError, match=r"grid_size=16.*grid 8x8"):
+        fit_gpt(load_config(GPTTrainConfig, CONFIG, overrides))
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "transformer").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_transformer_config_loads(path):
+    load_config(GPTTrainConfig, path)

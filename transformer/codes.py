@@ -1,0 +1,113 @@
+"""The code cache: a dataset tokenized once by the frozen tokenizer (each image and its
+horizontal flip), stored as safetensors and reused until the tokenizer, the file list
+or the image size changes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from vqgan.data import ImageFolderDataset, ImageIndex
+from vqgan.io import atomic_path
+from vqgan.model import VQGAN, WEIGHTS_NAME
+
+log = logging.getLogger(__name__)
+NUM_VIEWS = 2  # the image and its horizontal flip
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_key(tokenizer_dir: Path, index: ImageIndex, resolution: int) -> dict[str, str]:
+    """What the cached codes depend on, each part hashed separately so a rebuild can say why."""
+    listing = "\n".join(f"{p}\t{Path(p).stat().st_size}\t{label}" for p, label in zip(index.paths, index.labels))
+    return {
+        "tokenizer": file_sha256(tokenizer_dir / WEIGHTS_NAME),
+        "files": hashlib.sha256(listing.encode()).hexdigest(),
+        "resolution": str(resolution),
+    }
+
+
+@dataclass
+class CodeCache:
+    codes: torch.Tensor  # (N, 2, h, w) int64: view 0 the image, view 1 its flip
+    labels: torch.Tensor  # (N,) int64
+    path: Path
+
+
+@torch.no_grad()
+def encode_dataset(tokenizer: VQGAN, index: ImageIndex, resolution: int, batch_size: int, num_workers: int) -> torch.Tensor:
+    """Every image of `index` (center crop) and its mirror image -> codes (N, 2, h, w)."""
+    dataset = ImageFolderDataset(index, list(range(len(index.paths))), resolution, train=False)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    device = next(tokenizer.parameters()).device
+    chunks = []
+    for batch in tqdm(loader, desc="tokenizing images", unit="batch"):
+        x = batch["image"].to(device)
+        views = torch.stack([tokenizer.encode(x), tokenizer.encode(x.flip(-1))], dim=1)  # (B, 2, h, w)
+        chunks.append(views.cpu())
+    return torch.cat(chunks)
+
+
+def load_or_build(tokenizer: VQGAN, tokenizer_dir: Path, index: ImageIndex, resolution: int, cache_dir: Path,
+                  batch_size: int = 64, num_workers: int = 0) -> CodeCache:
+    """Reuse `cache_dir/codes-<key>.safetensors` if its key matches, else tokenize and write it."""
+    key = cache_key(Path(tokenizer_dir), index, resolution)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"codes-{digest}.safetensors"
+    if path.is_file():
+        state = load_file(str(path))
+        log.info("reusing code cache %s", path)
+        return CodeCache(state["codes"].long(), state["labels"].long(), path)
+
+    latest = Path(cache_dir) / "latest.json"
+    if latest.is_file():
+        previous = json.loads(latest.read_text())
+        changed = [part for part in key if previous.get(part) != key[part]]
+        print(f"code cache out of date ({', '.join(changed)} changed): tokenizing again")
+    codes = encode_dataset(tokenizer, index, resolution, batch_size, num_workers)
+    labels = torch.tensor(index.labels, dtype=torch.long)
+    storage = torch.int16 if tokenizer.codebook_size <= 2**15 else torch.int32
+    with atomic_path(path) as tmp:
+        save_file({"codes": codes.to(storage), "labels": labels}, str(tmp), metadata=key)
+    with atomic_path(latest) as tmp:
+        tmp.write_text(json.dumps(key, indent=1))
+    return CodeCache(codes, labels, path)
+
+
+class CodeDataset(Dataset):
+    """Items: codes (h*w,) int64 in raster order, and the label. In training, each item
+    draws one of the two views (image or flip) from `seed`, the epoch and its index, so an
+    epoch's choices are the same after a resume."""
+
+    def __init__(self, cache: CodeCache, subset: list[int], random_view: bool, seed: int = 0):
+        self.cache = cache
+        self.subset = subset
+        self.random_view = random_view
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.subset)
+
+    def __getitem__(self, i: int) -> dict:
+        j = self.subset[i]
+        view = 0
+        if self.random_view:
+            view = (hash((self.seed, self.epoch, j)) & 1)  # python's int-tuple hash is deterministic
+        return {"codes": self.cache.codes[j, view].flatten(), "label": self.cache.labels[j]}

@@ -1,0 +1,177 @@
+"""Stage-2 training: `GPTModule` (frozen tokenizer + GPT over cached codes) and `fit_gpt`."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader
+
+from vqgan.callbacks import ImageGridLogger
+from vqgan.config import save_config
+from vqgan.data import scan_images
+from vqgan.images import image_grid
+from vqgan.lightning import check_finite
+from vqgan.model import VQGAN
+from vqgan.optim import param_groups, warmup_cosine
+from vqgan.trainer import build_trainer, checkpoint_dir, resume_path
+
+from . import codes as code_cache
+from .model import GPT, GPTConfig
+from .sampling import generate
+from .train_config import GPTTrainConfig
+
+
+class TokenizerMismatchError(ValueError):
+    """A GPT config that does not fit the tokenizer it is paired with."""
+
+
+def check_pairing(config: GPTConfig, tokenizer: VQGAN, tokenizer_dir: str | Path) -> None:
+    """The GPT's vocabulary and grid must be the tokenizer's codebook and code grid."""
+    codebook, grid = tokenizer.codebook_size, tokenizer.config.grid_size
+    if config.vocab_size != codebook or config.grid_size != grid:
+        raise TokenizerMismatchError(
+            f"GPT (vocab_size={config.vocab_size}, grid_size={config.grid_size}) does not match the tokenizer "
+            f"{tokenizer_dir} (codebook_size={codebook}, grid {grid}x{grid}); set model.vocab_size={codebook} "
+            f"model.grid_size={grid}"
+        )
+
+
+def frozen_tokenizer(directory: str | Path) -> VQGAN:
+    tokenizer = VQGAN.from_pretrained(directory)
+    tokenizer.requires_grad_(False)
+    return tokenizer.eval()
+
+
+class CodeDataModule(pl.LightningDataModule):
+    """Train/validation codes from the cache, split exactly as stage 1 split the images."""
+
+    def __init__(self, config: GPTTrainConfig, tokenizer: VQGAN):
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.train_set = self.val_set = None
+        self.class_names: list[str] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        c = self.config
+        index = scan_images(c.data.root, c.data.use_labels)
+        self.class_names = index.class_names
+        cache_dir = Path(c.codes.cache_dir or Path(c.run_dir) / "codes")
+        cache = code_cache.load_or_build(self.tokenizer, Path(c.tokenizer), index, c.data.resolution, cache_dir,
+                                         c.codes.batch_size, c.data.num_workers)
+        train_ids, val_ids = index.split(c.data.val_fraction, c.data.split_seed)
+        self.train_set = code_cache.CodeDataset(cache, train_ids, random_view=c.codes.flip, seed=c.seed)
+        self.val_set = code_cache.CodeDataset(cache, val_ids, random_view=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.config.data.batch_size, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.config.data.batch_size)
+
+
+class GPTModule(pl.LightningModule):
+    def __init__(self, config: GPTTrainConfig, tokenizer: VQGAN):
+        super().__init__()
+        self.config = config
+        self.gpt = GPT(config.model)
+        # Kept off the module tree: not trained, not in the optimizer, not in checkpoints.
+        self.__dict__["tokenizer"] = tokenizer
+
+    def configure_optimizers(self):
+        o, t = self.config.optim, self.config.trainer
+        optimizer = torch.optim.AdamW(param_groups(self.gpt, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
+        schedule = LambdaLR(optimizer, lambda step: warmup_cosine(step, o.warmup_steps, t.max_steps, o.min_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_epoch_start(self) -> None:
+        self.trainer.datamodule.train_set.set_epoch(self.current_epoch)
+
+    def prefix(self, labels: torch.Tensor, drop: bool) -> torch.Tensor:
+        """Condition tokens; in training, labels drop to the null class with prob cond_drop."""
+        c = self.gpt.config
+        if c.num_classes == 0:
+            return self.gpt.condition_tokens(None, batch=labels.shape[0])
+        if drop and c.cond_drop > 0:
+            dropped = torch.rand(labels.shape, device=labels.device) < c.cond_drop
+            labels = torch.where(dropped, torch.full_like(labels, c.num_classes), labels)
+        return self.gpt.condition_tokens(labels)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.gpt.loss(self.prefix(batch["label"], drop=True), batch["codes"])
+        check_finite({"cross_entropy": loss}, self.global_step)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/bits_per_token", loss / math.log(2))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss = self.gpt.loss(self.prefix(batch["label"], drop=False), batch["codes"])
+        self.log("val/loss", loss, sync_dist=True, batch_size=batch["codes"].shape[0])
+        self.log("val/bits_per_token", loss / math.log(2), prog_bar=True, sync_dist=True,
+                 batch_size=batch["codes"].shape[0])
+
+    @torch.no_grad()
+    def sample_images(self, per_class: int, seed: int = 0) -> tuple[torch.Tensor, int]:
+        """(rows * per_class, 3, H, W) samples; one row per class (or one row if unconditional)."""
+        s, c = self.config.sample, self.gpt.config
+        tokenizer = self.tokenizer.to(self.device)
+        if c.num_classes:
+            cond = torch.arange(c.num_classes, device=self.device).repeat_interleave(per_class)
+        else:
+            cond = per_class
+        codes = generate(self.gpt, cond, temperature=s.temperature, top_k=s.top_k or None,
+                         top_p=s.top_p if s.top_p < 1 else None,
+                         cfg_scale=s.cfg_scale if (c.num_classes and s.cfg_scale > 0) else None,
+                         generator=torch.Generator(self.device).manual_seed(seed))
+        grid = codes.view(-1, c.grid_size, c.grid_size)
+        return tokenizer.decode(grid), per_class
+
+    def log_images(self) -> dict[str, torch.Tensor]:
+        images, per_row = self.sample_images(self.config.sample.per_class)
+        return {"samples": image_grid(images, nrow=per_row)}
+
+
+def fit_gpt(config: GPTTrainConfig) -> Path:
+    """Build or reuse the code cache, train, and export `<run_dir>/gpt/` (with the tokenizer)."""
+    if not config.tokenizer:
+        raise ValueError("no tokenizer given: pass tokenizer=<folder exported by train_vqgan.py>")
+    run_dir = Path(config.run_dir)
+    tokenizer = frozen_tokenizer(config.tokenizer)
+    check_pairing(config.model, tokenizer, config.tokenizer)
+    if config.data.resolution != tokenizer.config.resolution:
+        raise TokenizerMismatchError(
+            f"data.resolution={config.data.resolution} but the tokenizer was trained at {tokenizer.config.resolution} px")
+    pl.seed_everything(config.seed, workers=True)
+    datamodule = CodeDataModule(config, tokenizer)
+    datamodule.setup()
+    names = datamodule.class_names
+    if config.model.num_classes and config.model.num_classes != len(names):
+        raise ValueError(f"model.num_classes={config.model.num_classes} but {config.data.root} has {len(names)} class folders")
+    if config.model.num_classes and not config.model.class_names:
+        config.model.class_names = list(names)
+    module = GPTModule(config, tokenizer)
+    trainer = build_trainer(config.trainer, run_dir, [ImageGridLogger(run_dir / "images", config.trainer.image_every)])
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, config.resume), weights_only=True)
+    trainer.save_checkpoint(checkpoint_dir(run_dir) / "last.ckpt", weights_only=False)
+    export = run_dir / "gpt"
+    if trainer.is_global_zero:
+        module.gpt.save_pretrained(export, tokenizer_dir=config.tokenizer)
+    return export
+
+
+def load_generator(directory: str | Path, map_location="cpu") -> tuple[GPT, VQGAN]:
+    """A GPT export and the tokenizer inside it, checked to fit each other."""
+    directory = Path(directory)
+    gpt = GPT.from_pretrained(directory, map_location)
+    tokenizer_dir = directory / "tokenizer"
+    tokenizer = frozen_tokenizer(tokenizer_dir).to(map_location)
+    check_pairing(gpt.config, tokenizer, tokenizer_dir)
+    return gpt, tokenizer

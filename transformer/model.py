@@ -1,0 +1,260 @@
+"""A decoder-only GPT over the code grid of a VQGAN tokenizer.
+
+Token ids: image codes take [0, vocab_size); condition tokens follow. A class-conditional
+model has one token per class plus a "null" class (for classifier-free guidance) at
+vocab_size + num_classes; an unconditional model has a single start token at vocab_size.
+The head predicts image codes only, so nothing else can ever be sampled.
+
+Choices: pre-norm RMSNorm, SwiGLU MLP, rotary position embeddings over the 2-D grid
+(half of each head's rotary pairs follow the row, half the column; condition tokens
+get no rotation), fused scaled-dot-product attention, a zero-initialised head.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from safetensors.torch import save_file
+from torch import nn
+
+from vqgan.config import require
+from vqgan.io import atomic_write_dir
+from vqgan.model import CONFIG_NAME, WEIGHTS_NAME, load_model_config, load_weights
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 512  # number of image codes (the tokenizer's codebook size)
+    grid_size: int = 8  # side of the code grid; the sequence has grid_size**2 image tokens
+    num_classes: int = 0  # 0: unconditional
+    class_names: list[str] = field(default_factory=list)  # for sample grids; saved with the export
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    dropout: float = 0.0  # on the residual branches
+    attn_dropout: float = 0.0
+    cond_drop: float = 0.1  # training: labels replaced by the null class with this probability
+    rope_base: float = 100.0  # grid sides are small: a low base spreads the frequencies over them
+
+    def __post_init__(self):
+        for key in ("vocab_size", "grid_size", "n_layer", "n_head", "n_embd"):
+            require(getattr(self, key) > 0, f"model.{key}", "must be positive")
+        require(self.num_classes >= 0, "model.num_classes", "must be >= 0")
+        require(self.n_embd % self.n_head == 0, "model.n_embd", f"must be divisible by model.n_head={self.n_head}")
+        require((self.n_embd // self.n_head) % 4 == 0, "model.n_embd",
+                "/ n_head (the head size) must be divisible by 4 for 2-D rotary embeddings")
+        require(0 <= self.cond_drop < 1, "model.cond_drop", "must be in [0, 1)")
+        require(not self.class_names or len(self.class_names) == self.num_classes, "model.class_names",
+                f"has {len(self.class_names)} names for model.num_classes={self.num_classes}")
+
+    @property
+    def num_image_tokens(self) -> int:
+        return self.grid_size**2
+
+    @property
+    def prefix_len(self) -> int:
+        """Condition tokens before the image: one class (or start) token."""
+        return 1
+
+    @property
+    def null_class(self) -> int:
+        """Token id of the null class (class-conditional models)."""
+        return self.vocab_size + self.num_classes
+
+    @property
+    def total_vocab(self) -> int:
+        return self.vocab_size + (self.num_classes + 1 if self.num_classes else 1)
+
+
+def grid_angles(grid_size: int, head_dim: int, base: float) -> torch.Tensor:
+    """(grid_size**2, head_dim / 2) rotary angles: the first half of the pairs turn with the
+    row index, the second half with the column index, each over its own frequency ladder."""
+    quarter = head_dim // 4
+    freqs = base ** (-torch.arange(quarter, dtype=torch.float64) / quarter)  # (D/4,)
+    pos = torch.arange(grid_size, dtype=torch.float64)
+    rows = pos.repeat_interleave(grid_size)  # raster order: row-major
+    cols = pos.repeat(grid_size)
+    return torch.cat([rows[:, None] * freqs, cols[:, None] * freqs], dim=1).float()  # (T, D/2)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (B, H, L, D), cos/sin (L, D/2): rotate the pairs (x[i], x[i + D/2])."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
+class KVCache:
+    """Keys and values of every layer for up to `max_len` positions, allocated once."""
+
+    def __init__(self, config: GPTConfig, batch: int, max_len: int, device, dtype):
+        shape = (config.n_layer, batch, config.n_head, max_len, config.n_embd // config.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.attn_dropout = config.attn_dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: tuple[torch.Tensor, torch.Tensor] | None = None, start: int = 0) -> torch.Tensor:
+        b, length, _ = x.shape
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.n_head)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        dropout = self.attn_dropout if self.training else 0.0
+        if cache is None:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        else:
+            cache_k, cache_v = cache  # (B, H, max_len, D) views into the static cache
+            cache_k[:, :, start:start + length] = k
+            cache_v[:, :, start:start + length] = v
+            k, v = cache_k[:, :, :start + length], cache_v[:, :, :start + length]
+            if length == 1:  # one new token sees every cached position
+                out = F.scaled_dot_product_attention(q, k, v)
+            else:  # a block of new tokens: causal within it, full view of what came before
+                mask = torch.ones(length, start + length, dtype=torch.bool, device=x.device).tril(diagonal=start)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.resid_dropout(self.proj(rearrange(out, "b h l d -> b l (h d)")))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        hidden = 64 * math.ceil(8 * config.n_embd / 3 / 64)  # ~(8/3) n_embd: same cost as a 4x GELU MLP
+        self.gate_up = nn.Linear(config.n_embd, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, config.n_embd, bias=False)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.dropout(self.down(F.silu(gate) * up))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.norm1 = nn.RMSNorm(config.n_embd, eps=1e-6)
+        self.attn = CausalSelfAttention(config)
+        self.norm2 = nn.RMSNorm(config.n_embd, eps=1e-6)
+        self.mlp = SwiGLU(config)
+
+    def forward(self, x, cos, sin, cache=None, start=0):
+        x = x + self.attn(self.norm1(x), cos, sin, cache, start)
+        return x + self.mlp(self.norm2(x))
+
+
+class GPT(nn.Module):
+    """`forward(prefix, codes)` -> next-code logits (B, T, vocab_size) for teacher forcing;
+    `step(tokens, cache, start)` runs new positions against a `KVCache` for sampling."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.total_vocab, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm = nn.RMSNorm(config.n_embd, eps=1e-6)
+        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        head_dim = config.n_embd // config.n_head
+        image = grid_angles(config.grid_size, head_dim, config.rope_base)  # (T, D/2)
+        angles = torch.cat([torch.zeros(config.prefix_len, head_dim // 2), image])  # no rotation for the prefix
+        self.register_buffer("rope_cos", angles.cos(), persistent=False)
+        self.register_buffer("rope_sin", angles.sin(), persistent=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        std = 0.02
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.proj.weight", "mlp.down.weight")):
+                nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.config.n_layer))  # residual outputs
+            elif p.dim() == 2:
+                nn.init.normal_(p, 0.0, std)
+        nn.init.zeros_(self.head.weight)  # uniform predictions at the start: loss = ln(vocab)
+
+    # --- conditioning ------------------------------------------------------------------
+
+    def condition_tokens(self, labels: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
+        """Class labels (B,) -> prefix (B, 1); unconditional models take `batch` instead.
+        A label equal to `num_classes` is the null class."""
+        c = self.config
+        if c.num_classes == 0:
+            if labels is not None:
+                raise ValueError("this model is unconditional: it takes no class labels")
+            return torch.full((batch, 1), c.vocab_size, dtype=torch.long, device=self.head.weight.device)
+        if labels is None:
+            raise ValueError(f"this model is class-conditional: give labels in [0, {c.num_classes})")
+        if labels.min() < 0 or labels.max() > c.num_classes:
+            raise ValueError(f"class labels must lie in [0, {c.num_classes}), got [{labels.min()}, {labels.max()}]")
+        return (labels.long() + c.vocab_size).view(-1, 1)
+
+    def null_tokens(self, batch: int) -> torch.Tensor:
+        """The null-class prefix (B, 1) that classifier-free guidance compares against."""
+        if self.config.num_classes == 0:
+            raise ValueError("classifier-free guidance needs a class-conditional model")
+        return torch.full((batch, 1), self.config.null_class, dtype=torch.long, device=self.head.weight.device)
+
+    # --- forward passes --------------------------------------------------------------------
+
+    def _run(self, tokens: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
+        length = tokens.shape[1]
+        cos, sin = self.rope_cos[start:start + length], self.rope_sin[start:start + length]
+        h = self.drop(self.tok_emb(tokens))  # (B, L, C)
+        for i, block in enumerate(self.blocks):
+            h = block(h, cos, sin, None if cache is None else (cache.k[i], cache.v[i]), start)
+        return self.norm(h)
+
+    def forward(self, prefix: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """prefix (B, P), codes (B, T) -> logits (B, T, vocab_size); logits[:, t] predicts codes[:, t]."""
+        tokens = torch.cat([prefix, codes[:, :-1]], dim=1)  # (B, P + T - 1)
+        h = self._run(tokens, 0, None)
+        return self.head(h[:, prefix.shape[1] - 1:])
+
+    def loss(self, prefix: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over image tokens only (nats per token)."""
+        logits = self(prefix, codes)
+        return F.cross_entropy(logits.float().flatten(0, 1), codes.flatten())
+
+    def new_cache(self, batch: int, device=None, dtype=None) -> KVCache:
+        c = self.config
+        weight = self.head.weight
+        return KVCache(c, batch, c.prefix_len + c.num_image_tokens - 1, device or weight.device, dtype or weight.dtype)
+
+    def step(self, tokens: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
+        """Feed positions [start, start + L) through the cache -> logits of the last one (B, vocab)."""
+        return self.head(self._run(tokens, start, cache)[:, -1])
+
+    def last_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Without a cache: the whole sequence (B, L) -> logits of its last position (B, vocab)."""
+        return self.head(self._run(tokens, 0, None)[:, -1])
+
+    # --- export -----------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | Path, tokenizer_dir: str | Path | None = None) -> None:
+        """Write config.json + model.safetensors (and a copy of the tokenizer folder), atomically."""
+
+        def fill(tmp: Path) -> None:
+            (tmp / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2))
+            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_NAME))
+            if tokenizer_dir is not None:
+                shutil.copytree(tokenizer_dir, tmp / "tokenizer")
+
+        atomic_write_dir(Path(directory), fill)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location="cpu") -> "GPT":
+        directory = Path(directory)
+        model = cls(load_model_config(GPTConfig, directory))
+        load_weights(model, directory, map_location)
+        return model.eval()

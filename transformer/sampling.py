@@ -1,0 +1,92 @@
+"""Sampling image codes from a GPT: static KV cache, classifier-free guidance, top-k / top-p."""
+from __future__ import annotations
+
+import torch
+
+from .model import GPT
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Keep the `top_k` largest logits and/or the smallest set with probability >= `top_p`;
+    the rest become -inf. logits (B, V) -> (B, V)."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1), no full sort
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop_sorted = cumulative - sorted_logits.softmax(dim=-1) >= top_p  # mass before this token already >= p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def check_sampling_args(model: GPT, temperature: float, top_k: int | None, top_p: float | None,
+                        cfg_scale: float | None) -> None:
+    """Refuse out-of-range sampling arguments with a message that names them."""
+    vocab = model.config.vocab_size
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if top_k is not None and not 1 <= top_k <= vocab:
+        raise ValueError(f"top_k must be in [1, {vocab}] (the number of image codes), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if cfg_scale is not None and model.config.num_classes == 0:
+        raise ValueError("cfg_scale needs a class-conditional model; this one is unconditional")
+    if cfg_scale is not None and cfg_scale < 0:
+        raise ValueError(f"cfg_scale must be >= 0, got {cfg_scale}")
+
+
+@torch.inference_mode()
+def generate(model: GPT, cond: torch.Tensor | int, num_tokens: int | None = None, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, cfg_scale: float | None = None,
+             generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
+    """Sample image codes, one token per step. Returns (B, num_tokens) int64 codes in [0, vocab).
+
+    cond: class labels (B,) for a class-conditional model, or the batch size (int) for an
+    unconditional one. cfg_scale: classifier-free guidance; conditional and null rows run
+    in one batch and their logits mix as u + s * (c - u) (None: no guidance).
+    use_cache=False recomputes the whole sequence every step (the reference path).
+    """
+    check_sampling_args(model, temperature, top_k, top_p, cfg_scale)
+    config = model.config
+    num_tokens = num_tokens or config.num_image_tokens
+    if not 1 <= num_tokens <= config.num_image_tokens:
+        raise ValueError(f"num_tokens must be in [1, {config.num_image_tokens}], got {num_tokens}")
+    was_training = model.training
+    model.eval()
+    if isinstance(cond, int):
+        prefix = model.condition_tokens(None, batch=cond)
+    else:
+        prefix = model.condition_tokens(cond.to(model.head.weight.device))
+    batch = prefix.shape[0]
+    guided = cfg_scale is not None
+    if guided:
+        prefix = torch.cat([prefix, model.null_tokens(batch)])  # rows: conditional, then null
+    rows, prefix_len = prefix.shape
+
+    out = torch.empty(batch, num_tokens, dtype=torch.long, device=prefix.device)
+    if use_cache:
+        cache = model.new_cache(rows)
+        logits = model.step(prefix, cache, start=0)  # prefill the prefix in one pass
+    else:
+        sequence = prefix
+        logits = model.last_logits(sequence)
+    for t in range(num_tokens):
+        logits = logits.float()
+        if guided:
+            cond_logits, null_logits = logits.chunk(2)
+            logits = null_logits + cfg_scale * (cond_logits - null_logits)
+        logits = filter_logits(logits / temperature, top_k, top_p)
+        token = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)  # (B, 1)
+        out[:, t] = token[:, 0]
+        if t == num_tokens - 1:
+            break
+        feed = torch.cat([token, token]) if guided else token  # (rows, 1)
+        if use_cache:
+            logits = model.step(feed, cache, start=prefix_len + t)
+        else:
+            sequence = torch.cat([sequence, feed], dim=1)
+            logits = model.last_logits(sequence)
+    model.train(was_training)
+    return out

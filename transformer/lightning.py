@@ -161,7 +161,7 @@ def fit_gpt(config: GPTTrainConfig) -> Path:
         save_config(config, run_dir / "config.yaml")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, config.resume), weights_only=True)
     trainer.save_checkpoint(checkpoint_dir(run_dir) / "last.ckpt", weights_only=False)
-    export = run_dir / "gpt"
+    export = Path(config.export_dir or run_dir / "gpt")
     if trainer.is_global_zero:
         module.gpt.save_pretrained(export, tokenizer_dir=config.tokenizer)
     return export

@@ -38,7 +38,8 @@ class SampleConfig:
 @dataclass
 class GPTTrainConfig:
     run_dir: str = "runs/gpt"
-    resume: str = ""
+    resume: str = ""  # a .ckpt to resume from; "" resumes <run_dir>/checkpoints/last.ckpt if present
+    export_dir: str = ""  # where the GPT is exported; "": <run_dir>/gpt
     seed: int = 0
     tokenizer: str = ""  # a tokenizer folder exported by stage 1 (required)
     model: GPTConfig = field(default_factory=GPTConfig)

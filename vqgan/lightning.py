@@ -187,7 +187,7 @@ def fit_vqgan(config: VQGANTrainConfig) -> Path:
     """Train from `config` (resuming when a checkpoint is there), then export the tokenizer.
 
     Writes under `config.run_dir`: config.yaml, classes.json, checkpoints/last.ckpt,
-    images/*.png, tensorboard/ and tokenizer/. Returns the tokenizer folder.
+    images/*.png, tensorboard/ and tokenizer/ (or `export_dir`). Returns the tokenizer folder.
     """
     run_dir = Path(config.run_dir)
     pl.seed_everything(config.seed, workers=True)
@@ -201,7 +201,7 @@ def fit_vqgan(config: VQGANTrainConfig) -> Path:
         datamodule.save_class_names(run_dir / "classes.json")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, config.resume), weights_only=True)
     trainer.save_checkpoint(checkpoint_dir(run_dir) / "last.ckpt", weights_only=False)
-    tokenizer_dir = run_dir / "tokenizer"
+    tokenizer_dir = Path(config.export_dir or run_dir / "tokenizer")
     if trainer.is_global_zero:
         module.model.save_pretrained(tokenizer_dir)
     return tokenizer_dir

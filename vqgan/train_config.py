@@ -51,6 +51,7 @@ class LossConfig:
 class VQGANTrainConfig:
     run_dir: str = "runs/vqgan"
     resume: str = ""  # a .ckpt to resume from; "" resumes <run_dir>/checkpoints/last.ckpt if present
+    export_dir: str = ""  # where the tokenizer is exported; "": <run_dir>/tokenizer
     seed: int = 0
     model: VQGANConfig = field(default_factory=VQGANConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -1,0 +1,99 @@
+"""Evaluation of a tokenizer (and optionally a GPT) on an image folder's validation split."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from vqgan import fid as fid_lib
+from vqgan.config import require
+from vqgan.data import DataConfig, ImageFolderDataset, scan_images
+from vqgan.io import atomic_write_text
+from vqgan.metrics import reconstruction_metrics
+from vqgan.model import VQGAN
+from vqgan.perceptual import LPIPS, PerceptualConfig
+
+from .metrics import generation_fid, sample_images
+from .model import GPT
+
+
+@dataclass
+class EvalConfig:
+    split: str = "val"  # "val" (the training runs' held-out split) or "all"
+    batch_size: int = 50
+    lpips_net: str = "alex"
+    lpips_weights: str = ""  # "": $VQGAN_LPIPS_WEIGHTS
+    fid_weights: str = ""  # "": $VQGAN_FID_WEIGHTS; "torch-fidelity": download
+    num_samples: int = 300  # gFID samples, class-balanced
+    cfg_scale: float = 2.0  # 0: no guidance
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0
+    temperature: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        require(self.split in ("val", "all"), "eval.split", "must be 'val' or 'all'")
+        require(self.batch_size > 0 and self.num_samples >= 0, "eval.batch_size", "and eval.num_samples must be positive")
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    reals: torch.Tensor  # (N, 3, H, W) the first evaluation images
+    reconstructions: torch.Tensor  # their reconstructions
+    samples: torch.Tensor | None  # (num_samples, 3, H, W) generated images
+    sample_labels: torch.Tensor | None
+
+
+def evaluation_set(data: DataConfig, split: str) -> ImageFolderDataset:
+    index = scan_images(data.root, data.use_labels)
+    ids = index.split(data.val_fraction, data.split_seed)[1] if split == "val" else list(range(len(index.paths)))
+    if len(ids) < 2:
+        raise ValueError(f"{data.root}: the '{split}' split has {len(ids)} images; FID needs at least 2")
+    return ImageFolderDataset(index, ids, data.resolution, train=False)
+
+
+def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | None = None,
+             keep_images: int = 32) -> Evaluation:
+    """Reconstruction metrics of `tokenizer` and, given a `gpt`, gFID of its samples, against
+    the same real images (the `config.split` split of `data`)."""
+    dataset = evaluation_set(data, config.split)
+    lpips = LPIPS(PerceptualConfig(net=config.lpips_net, weights=config.lpips_weights))
+    fid = fid_lib.frechet_inception_distance(config.fid_weights)
+    metrics = {"split": config.split, "data_root": data.root, "resolution": data.resolution,
+               "lpips_net": config.lpips_net, "fid_preprocessing": fid_lib.PREPROCESSING}
+    metrics.update(reconstruction_metrics(tokenizer, dataset, lpips, fid, config.batch_size))
+    metrics["rfid_counts"] = {"real": len(dataset), "reconstructed": len(dataset)}
+    reals = torch.stack([dataset[i]["image"] for i in range(min(keep_images, len(dataset)))])
+    reconstructions = tokenizer.reconstruct(reals.to(next(tokenizer.parameters()).device)).cpu()
+
+    samples = labels = None
+    if gpt is not None and config.num_samples > 0:
+        cfg = config.cfg_scale if (gpt.config.num_classes and config.cfg_scale > 0) else None
+        samples, labels = sample_images(gpt, tokenizer, config.num_samples, config.batch_size, cfg_scale=cfg,
+                                        top_k=config.top_k or None, top_p=config.top_p if config.top_p < 1 else None,
+                                        temperature=config.temperature, seed=config.seed)
+        metrics["gfid"] = generation_fid(fid, samples, config.batch_size)
+        metrics["gfid_counts"] = {"real": len(dataset), "generated": samples.shape[0]}
+        if labels is not None:
+            names = gpt.config.class_names or [str(i) for i in range(gpt.config.num_classes)]
+            metrics["gfid_samples_per_class"] = {names[c]: int((labels == c).sum()) for c in range(len(names))}
+        metrics["sampling"] = {"cfg_scale": cfg, "top_k": config.top_k or None, "top_p": config.top_p,
+                               "temperature": config.temperature, "seed": config.seed}
+    return Evaluation(metrics, reals, reconstructions, samples, labels)
+
+
+def format_table(metrics: dict) -> str:
+    """The headline numbers as an aligned two-column table."""
+    rows = [(k, metrics[k]) for k in ("psnr", "ssim", "lpips", "rfid", "codebook_usage", "perplexity", "gfid")
+            if k in metrics]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v:.4g}" for k, v in rows)
+
+
+def write_metrics(metrics: dict, path: str | Path, config: EvalConfig | None = None) -> None:
+    if config is not None:
+        metrics = {**metrics, "eval_config": asdict(config)}
+    atomic_write_text(Path(path), json.dumps(metrics, indent=2))

@@ -1,0 +1,90 @@
+"""The main job: tokenizer, then GPT, then evaluation, all in one run folder.
+
+    <run_dir>/stage1/  <run_dir>/stage2/   training runs (checkpoints, logs, image grids)
+    <run_dir>/tokenizer/  <run_dir>/gpt/   the exports
+    <run_dir>/reconstructions.png          validation images (rows) over their reconstructions
+    <run_dir>/samples.png                  generated images, one row per class
+    <run_dir>/metrics.json                 PSNR, SSIM, LPIPS, rFID, usage, gFID, timings
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from vqgan.config import load_config, save_config
+from vqgan.images import image_grid, paired_rows, save_png
+from vqgan.lightning import fit_vqgan
+from vqgan.train_config import VQGANTrainConfig
+
+from .evaluation import EvalConfig, evaluate, format_table, write_metrics
+from .lightning import fit_gpt, load_generator
+from .train_config import GPTTrainConfig
+
+
+@dataclass
+class MainJobConfig:
+    run_dir: str = "runs/demo"
+    vqgan_config: str = "configs/vqgan/emoji32.yaml"
+    vqgan_overrides: list[str] = field(default_factory=list)
+    gpt_config: str = "configs/transformer/emoji32.yaml"
+    gpt_overrides: list[str] = field(default_factory=list)
+    samples_per_row: int = 10  # columns of samples.png
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def samples_by_class(images: torch.Tensor, labels: torch.Tensor | None, per_row: int) -> torch.Tensor:
+    """The first `per_row` samples of each class, class after class."""
+    if labels is None:
+        return images[:per_row * 4]
+    rows = [images[labels == c][:per_row] for c in labels.unique(sorted=True)]
+    return torch.cat([r for r in rows if r.shape[0] == per_row])
+
+
+def phase(name: str) -> float:
+    print(f"\n=== {name} ===", flush=True)
+    return time.perf_counter()
+
+
+def run_main_job(config: MainJobConfig) -> dict:
+    run = Path(config.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(config, run / "main_job.yaml")
+    # Load both stage configs first, so a typo stops the job before any training.
+    vqgan_config = load_config(VQGANTrainConfig, config.vqgan_config, [
+        f"run_dir={run / 'stage1'}", f"export_dir={run / 'tokenizer'}", *config.vqgan_overrides])
+    gpt_config = load_config(GPTTrainConfig, config.gpt_config, [
+        f"run_dir={run / 'stage2'}", f"export_dir={run / 'gpt'}", f"tokenizer={run / 'tokenizer'}",
+        f"data.root={vqgan_config.data.root}", f"data.resolution={vqgan_config.data.resolution}",
+        f"data.val_fraction={vqgan_config.data.val_fraction}", f"data.split_seed={vqgan_config.data.split_seed}",
+        *config.gpt_overrides])
+    timings = {}
+
+    start = phase("stage 1: training the VQGAN tokenizer")
+    fit_vqgan(vqgan_config)
+    timings["stage1_s"] = time.perf_counter() - start
+
+    start = phase("stage 2: training the GPT on the tokenizer's codes")
+    fit_gpt(gpt_config)
+    timings["stage2_s"] = time.perf_counter() - start
+
+    start = phase("evaluation")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    gpt, tokenizer = load_generator(run / "gpt", device)
+    result = evaluate(tokenizer, vqgan_config.data, config.eval, gpt)
+    save_png(image_grid(paired_rows(result.reals, result.reconstructions, per_row=8), nrow=8), run / "reconstructions.png")
+    grid = samples_by_class(result.samples, result.sample_labels, config.samples_per_row)
+    save_png(image_grid(grid, nrow=config.samples_per_row), run / "samples.png")
+    timings["evaluation_s"] = time.perf_counter() - start
+    metrics = {**result.metrics, "timings": timings,
+               "stage1_steps": vqgan_config.trainer.max_steps, "stage2_steps": gpt_config.trainer.max_steps,
+               "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+               "sample_rows": gpt.config.class_names}
+    write_metrics(metrics, run / "metrics.json", config.eval)
+
+    print("\n" + format_table(metrics))
+    print(f"\nreconstructions: {run / 'reconstructions.png'}\nsamples:         {run / 'samples.png'}"
+          f"\nmetrics:         {run / 'metrics.json'}\nexports:         {run / 'tokenizer'}  {run / 'gpt'}")
+    return metrics

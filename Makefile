@@ -9,22 +9,24 @@ PRESET ?= cpu
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
 
-weights/lpips/alexnet.safetensors: $(VENV)/.installed
+weights/lpips/alexnet.safetensors: | $(VENV)/.installed
 	$(PY) scripts/prepare_lpips_weights.py --out weights/lpips
 
-weights: weights/lpips/alexnet.safetensors
+weights/fid/inception-2015-12-05.pt: | $(VENV)/.installed
+	$(PY) scripts/prepare_fid_weights.py --out weights/fid
+
+weights: weights/lpips/alexnet.safetensors weights/fid/inception-2015-12-05.pt
 
 test: install weights
-	VQGAN_LPIPS_WEIGHTS=weights/lpips $(PY) -m pytest -q tests
+	REQUIRE_WEIGHTS=1 VQGAN_LPIPS_WEIGHTS=weights/lpips VQGAN_FID_WEIGHTS=weights/fid $(PY) -m pytest -q tests
 
 demo: install weights
-	$(PY) scripts/train_vqgan.py --config configs/vqgan/emoji32.yaml run_dir=runs/demo
+	$(PY) scripts/main_job.py --config configs/main/$(PRESET).yaml
 
 clean:
 	rm -rf $(VENV) weights runs

@@ -11,19 +11,30 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 EMOJI = REPO / "data" / "emoji"
 LPIPS_WEIGHTS = Path(os.environ.get("VQGAN_LPIPS_WEIGHTS", REPO / "weights" / "lpips"))
+FID_WEIGHTS = Path(os.environ.get("VQGAN_FID_WEIGHTS", REPO / "weights" / "fid"))
 
 torch.set_num_threads(2)
 
 
-@pytest.fixture(scope="session")
-def lpips_weights() -> Path:
-    """Real LPIPS backbone weights; `make test` prepares them (scripts/prepare_lpips_weights.py)."""
-    if not (LPIPS_WEIGHTS / "alexnet.safetensors").is_file():
-        message = f"LPIPS weights missing in {LPIPS_WEIGHTS}: run python scripts/prepare_lpips_weights.py"
+def _weights(folder: Path, name: str, script: str) -> Path:
+    """Real pretrained weights that `make test` prepares; without them the test is skipped,
+    or fails when REQUIRE_WEIGHTS is set (as `make test` does)."""
+    if not (folder / name).is_file():
+        message = f"{name} missing in {folder}: run python scripts/{script}"
         if os.environ.get("REQUIRE_WEIGHTS"):
             pytest.fail(message)
         pytest.skip(message)
-    return LPIPS_WEIGHTS
+    return folder
+
+
+@pytest.fixture(scope="session")
+def lpips_weights() -> Path:
+    return _weights(LPIPS_WEIGHTS, "alexnet.safetensors", "prepare_lpips_weights.py")
+
+
+@pytest.fixture(scope="session")
+def fid_weights() -> Path:
+    return _weights(FID_WEIGHTS, "inception-2015-12-05.pt", "prepare_fid_weights.py")
 
 
 @pytest.fixture(scope="session")

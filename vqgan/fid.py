@@ -69,8 +69,34 @@ class InceptionFeatures(nn.Module):
         return features.flatten(1) if features.dim() > 2 else features
 
 
-def frechet_inception_distance(weights: str = "") -> FrechetInceptionDistance:
-    """torchmetrics' FID over uint8 images; real features are kept across `reset()`."""
+def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 sqrt(S1 S2)), with tr sqrt(S1 S2) taken as
+    sum sqrt(eig(sqrt(S1) S2 sqrt(S1))): the same number, from symmetric eigendecompositions
+    (seconds for 2048 features on 2 CPU cores, against over a minute for the general
+    eigenvalues of S1 S2 that torchmetrics computes)."""
+    w, v = torch.linalg.eigh(sigma1)
+    root1 = (v * w.clamp_min(0).sqrt()) @ v.T  # sqrt(S1), symmetric
+    middle = root1 @ sigma2 @ root1
+    trace_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    return (mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt
+
+
+class FID(FrechetInceptionDistance):
+    """torchmetrics' FID (its feature sums and covariances) with a faster `compute`."""
+
+    def compute(self) -> torch.Tensor:
+        if self.real_features_num_samples < 2 or self.fake_features_num_samples < 2:
+            raise RuntimeError("FID needs at least 2 real and 2 generated images")
+        stats = []
+        for total, cov_sum, n in ((self.real_features_sum, self.real_features_cov_sum, self.real_features_num_samples),
+                                  (self.fake_features_sum, self.fake_features_cov_sum, self.fake_features_num_samples)):
+            mean = (total / n).unsqueeze(0)  # (1, F)
+            stats += [mean.squeeze(0), (cov_sum - n * mean.T @ mean) / (n - 1)]
+        return frechet_distance(*stats).float()
+
+
+def frechet_inception_distance(weights: str = "") -> FID:
+    """FID over uint8 images (N, 3, H, W); real features are kept across `reset()`."""
     source = resolve_fid_weights(weights)
     feature = 2048 if source == "torch-fidelity" else InceptionFeatures(source)
-    return FrechetInceptionDistance(feature=feature, reset_real_features=False)
+    return FID(feature=feature, reset_real_features=False)

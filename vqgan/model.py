@@ -25,7 +25,7 @@ from .quantize import QuantizerConfig, QuantizerOutput, build_quantizer
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 # Training-time state that a tokenizer export leaves out.
-_NOT_EXPORTED = (".usage.",)
+_NOT_EXPORTED = (".usage.", ".train_state.")
 
 
 @dataclass
@@ -60,6 +60,9 @@ class VQGANConfig:
                 self.ch * mult % self.norm_groups == 0, "model.ch",
                 f"times each ch_mult entry must be divisible by model.norm_groups={self.norm_groups} (got {self.ch}*{mult})",
             )
+        if self.quantizer.kind == "fsq":
+            require(self.embed_dim == len(self.quantizer.fsq_levels), "model.embed_dim",
+                    f"must equal len(model.quantizer.fsq_levels) = {len(self.quantizer.fsq_levels)} for fsq")
         sides = {self.resolution // 2**i for i in range(len(self.ch_mult))}
         unused = sorted(set(self.attn_resolutions) - sides)
         require(not unused, "model.attn_resolutions", f"lists sides {unused} that never occur (feature-map sides: {sorted(sides)})")

@@ -1,0 +1,120 @@
+import json
+
+import pytest
+import torch
+
+from tests.conftest import EMOJI, REPO
+from transformer.main_job import MainJobConfig, run_main_job
+from transformer.metrics import balanced_labels
+from vqgan import fid as fid_lib
+from vqgan.config import load_config
+from vqgan.data import ImageFolderDataset, scan_images
+from vqgan.images import to_uint8
+from vqgan.metrics import PSNR_CAP_DB, image_quality
+from vqgan.perceptual import LPIPS, PerceptualConfig
+
+
+def test_identical_images_score_perfectly(lpips_weights):
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    quality = image_quality(x, x.clone())
+    assert torch.all(quality["psnr"] == PSNR_CAP_DB)
+    torch.testing.assert_close(quality["ssim"], torch.ones(4))
+    lpips = LPIPS(PerceptualConfig(net="alex", weights=str(lpips_weights)))
+    assert torch.all(lpips(x, x) == 0)
+
+
+def test_psnr_of_a_known_error():
+    x = torch.zeros(1, 3, 8, 8)
+    y = x + 0.2  # 0.1 on the [0, 1] scale: MSE 0.01 -> 20 dB
+    assert image_quality(x, y)["psnr"].item() == pytest.approx(20.0, abs=1e-4)
+    assert image_quality(x, y)["ssim"].item() < 1.0
+
+
+def emoji_batch(count: int, flip: bool = False) -> torch.Tensor:
+    index = scan_images(EMOJI, progress=False)
+    dataset = ImageFolderDataset(index, list(range(0, len(index.paths), len(index.paths) // count))[:count], 32, False)
+    x = torch.stack([dataset[i]["image"] for i in range(count)])
+    return x.flip(-1) if flip else x
+
+
+def test_fid_of_a_set_against_itself_is_near_zero(fid_weights):
+    fid = fid_lib.frechet_inception_distance(str(fid_weights))
+    x = to_uint8(emoji_batch(40))
+    fid.update(x, real=True)
+    fid.update(x, real=False)
+    same = fid.compute().item()
+    fid.reset()  # keeps the real features
+    fid.update(to_uint8(torch.rand(40, 3, 32, 32) * 2 - 1), real=False)
+    noise = fid.compute().item()
+    assert abs(same) < 1e-2 and noise > 100
+
+
+def test_inception_features_are_the_standard_2048(fid_weights):
+    features = fid_lib.InceptionFeatures(fid_lib.resolve_fid_weights(str(fid_weights)))
+    out = features(torch.full((2, 3, 32, 32), 128, dtype=torch.uint8))
+    assert out.shape == (2, 2048) and torch.all(out >= 0)  # pool features after ReLU
+
+
+def test_missing_fid_weights_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.delenv("VQGAN_FID_WEIGHTS", raising=False)
+    with pytest.raises(fid_lib.FIDWeightsError, match="prepare_fid_weights.py"):
+        fid_lib.resolve_fid_weights("")
+    with pytest.raises(fid_lib.FIDWeightsError, match="not found"):
+        fid_lib.resolve_fid_weights(str(tmp_path))
+
+
+def test_balanced_labels():
+    labels = balanced_labels(300, 9)
+    counts = torch.bincount(labels)
+    assert counts.sum() == 300 and counts.max() - counts.min() <= 1
+
+
+def test_main_job_pipeline_on_a_tiny_preset(tmp_path, emoji_subset, lpips_weights, fid_weights):
+    config = load_config(MainJobConfig, REPO / "configs" / "main" / "tiny.yaml", [
+        f"run_dir={tmp_path / 'job'}", f"eval.lpips_weights={lpips_weights}", f"eval.fid_weights={fid_weights}",
+        "eval.num_samples=9", "eval.batch_size=9", "samples_per_row=1",
+    ])
+    config.vqgan_overrides += [f"data.root={emoji_subset}", "data.val_fraction=0.2", "loss.perceptual.weights=random"]
+    config.gpt_overrides += ["model.num_classes=3"]
+    metrics = run_main_job(config)
+    job = tmp_path / "job"
+    for name in ("reconstructions.png", "samples.png", "metrics.json", "tokenizer/model.safetensors",
+                 "gpt/model.safetensors", "gpt/tokenizer/config.json"):
+        assert (job / name).is_file(), name
+    saved = json.loads((job / "metrics.json").read_text())
+    assert saved["gfid_counts"] == {"real": 14, "generated": 9} and saved["rfid_counts"]["real"] == 14
+    assert sum(saved["gfid_samples_per_class"].values()) == 9
+    assert set(metrics["timings"]) == {"stage1_s", "stage2_s", "evaluation_s"}
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "main").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_main_job_preset_loads(path):
+    load_config(MainJobConfig, path)
+
+
+def test_fast_frechet_distance_equals_torchmetrics():
+    from torchmetrics.image.fid import _compute_fid
+
+    torch.manual_seed(0)
+    a, b = torch.randn(50, 16, dtype=torch.float64), torch.randn(60, 16, dtype=torch.float64) * 1.5 + 0.3
+    args = (a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T))
+    torch.testing.assert_close(fid_lib.frechet_distance(*args), _compute_fid(*args), rtol=1e-6, atol=1e-8)
+
+
+def test_fid_metric_uses_the_fast_distance_on_real_updates():
+    class Features(torch.nn.Module):
+        num_features = 8
+
+        def forward(self, x):
+            return x.float().flatten(1)[:, :8]
+
+    fid = fid_lib.FID(feature=Features(), reset_real_features=False)
+    torch.manual_seed(1)
+    real, fake = torch.randint(0, 255, (30, 3, 4, 4), dtype=torch.uint8), torch.randint(0, 200, (30, 3, 4, 4), dtype=torch.uint8)
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    r, f = real.double().flatten(1)[:, :8], fake.double().flatten(1)[:, :8]
+    from torchmetrics.image.fid import _compute_fid
+
+    expected = _compute_fid(r.mean(0), torch.cov(r.T), f.mean(0), torch.cov(f.T))
+    assert fid.compute().item() == pytest.approx(expected.item(), rel=1e-4)

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from vqgan.data import ImageFolderDataset, ImageIndex
 from vqgan.io import atomic_path
 from vqgan.model import VQGAN, WEIGHTS_NAME
+from vqgan.resume import item_seed
 
 log = logging.getLogger(__name__)
 NUM_VIEWS = 2  # the image and its horizontal flip
@@ -88,26 +89,21 @@ def load_or_build(tokenizer: VQGAN, tokenizer_dir: Path, index: ImageIndex, reso
 
 
 class CodeDataset(Dataset):
-    """Items: codes (h*w,) int64 in raster order, and the label. In training, each item
-    draws one of the two views (image or flip) from `seed`, the epoch and its index, so an
-    epoch's choices are the same after a resume."""
+    """Items: codes (h*w,) int64 in raster order, and the label. Keyed by (epoch, position)
+    (from an `EpochSampler`), a training item draws the image or its flip from (seed, epoch,
+    image), so an epoch's choices are the same after a resume."""
 
     def __init__(self, cache: CodeCache, subset: list[int], random_view: bool, seed: int = 0):
         self.cache = cache
         self.subset = subset
         self.random_view = random_view
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.subset)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, i = key if isinstance(key, tuple) else (0, key)
         j = self.subset[i]
-        view = 0
-        if self.random_view:
-            view = (hash((self.seed, self.epoch, j)) & 1)  # python's int-tuple hash is deterministic
+        view = item_seed(self.seed, epoch, j) & 1 if self.random_view else 0
         return {"codes": self.cache.codes[j, view].flatten(), "label": self.cache.labels[j]}

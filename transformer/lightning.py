@@ -9,14 +9,13 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
-from vqgan.callbacks import ImageGridLogger
-from vqgan.config import save_config
 from vqgan.data import scan_images
 from vqgan.images import image_grid
 from vqgan.lightning import check_finite
 from vqgan.model import VQGAN
 from vqgan.optim import param_groups, warmup_cosine
-from vqgan.trainer import build_trainer, checkpoint_dir, resume_path
+from vqgan.resume import EpochSampler
+from vqgan.trainer import fit
 
 from . import codes as code_cache
 from .model import GPT, GPTConfig
@@ -52,7 +51,8 @@ class CodeDataModule(pl.LightningDataModule):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
-        self.train_set = self.val_set = None
+        self.batch_size = config.data.batch_size
+        self.train_set = self.val_set = self.train_sampler = None
         self.class_names: list[str] = []
 
     def setup(self, stage: str | None = None) -> None:
@@ -67,9 +67,10 @@ class CodeDataModule(pl.LightningDataModule):
         train_ids, val_ids = index.split(c.data.val_fraction, c.data.split_seed)
         self.train_set = code_cache.CodeDataset(cache, train_ids, random_view=c.codes.flip, seed=c.seed)
         self.val_set = code_cache.CodeDataset(cache, val_ids, random_view=False)
+        self.train_sampler = EpochSampler(len(self.train_set), c.seed)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.config.data.batch_size, shuffle=True, drop_last=True)
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.train_sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.config.data.batch_size)
@@ -88,9 +89,6 @@ class GPTModule(pl.LightningModule):
         optimizer = torch.optim.AdamW(param_groups(self.gpt, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
         schedule = LambdaLR(optimizer, lambda step: warmup_cosine(step, o.warmup_steps, t.max_steps, o.min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    def on_train_epoch_start(self) -> None:
-        self.trainer.datamodule.train_set.set_epoch(self.current_epoch)
 
     def prefix(self, labels: torch.Tensor, drop: bool) -> torch.Tensor:
         """Condition tokens; in training, labels drop to the null class with prob cond_drop."""
@@ -155,12 +153,7 @@ def fit_gpt(config: GPTTrainConfig) -> Path:
     if config.model.num_classes and not config.model.class_names:
         config.model.class_names = list(names)
     module = GPTModule(config, tokenizer)
-    trainer = build_trainer(config.trainer, run_dir, [ImageGridLogger(run_dir / "images", config.trainer.image_every)])
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, config.resume), weights_only=True)
-    trainer.save_checkpoint(checkpoint_dir(run_dir) / "last.ckpt", weights_only=False)
+    trainer = fit(module, datamodule, config, run_dir)
     export = Path(config.export_dir or run_dir / "gpt")
     if trainer.is_global_zero:
         module.gpt.save_pretrained(export, tokenizer_dir=config.tokenizer)

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,10 @@ def run_main_job(config: MainJobConfig) -> dict:
     metrics = {**result.metrics, "timings": timings,
                "stage1_steps": vqgan_config.trainer.max_steps, "stage2_steps": gpt_config.trainer.max_steps,
                "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-               "sample_rows": gpt.config.class_names}
+               "sample_rows": gpt.config.class_names,
+               # peak resident memory of this process, and of the largest data-loader worker
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "peak_rss_mb_workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
     write_metrics(metrics, run / "metrics.json", config.eval)
 
     print("\n" + format_table(metrics))

@@ -1,6 +1,8 @@
 """Lightning callbacks shared by both stages."""
 from __future__ import annotations
 
+import statistics
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -41,3 +43,23 @@ class ImageGridLogger(pl.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._write(trainer, pl_module)
+
+
+class StepTimer(pl.Callback):
+    """Wall time of each training batch (data loading excluded), for step-time reports."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: list[float] = []
+        self._start = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.times.append(time.perf_counter() - self._start)
+
+    def median(self, skip: int = 5) -> float:
+        """Median seconds per batch, after `skip` warm-up batches."""
+        times = self.times[skip:] or self.times
+        return statistics.median(times) if times else float("nan")

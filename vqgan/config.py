@@ -56,20 +56,24 @@ def parse_overrides(overrides: Sequence[str]) -> DictConfig:
     return OmegaConf.from_dotlist(list(overrides))
 
 
-def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Build a `schema` instance from defaults, then the YAML file at `path`, then overrides."""
+def load_config(schema: type[T], path: str | Path | Sequence[str | Path] | None = None,
+                overrides: Sequence[str] = ()) -> T:
+    """Build a `schema` instance from defaults, then the YAML file(s) at `path` (later files
+    override earlier ones), then the `key=value` overrides."""
+    paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
     merged = OmegaConf.structured(schema)
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        merged = _merge(merged, OmegaConf.load(path), str(path))
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        merged = _merge(merged, OmegaConf.load(p), str(p))
     if overrides:
         merged = _merge(merged, parse_overrides(overrides), "command line")
     try:
         return OmegaConf.to_object(merged)
     except (ValueError, OmegaConfBaseException) as err:
-        where = f"{path} with overrides {list(overrides)}" if overrides else str(path or "defaults")
+        where = " + ".join(map(str, paths)) or "defaults"
+        if overrides:
+            where += f" with overrides {list(overrides)}"
         raise ConfigError(f"{where}: {str(err).splitlines()[0]}") from None
 
 
@@ -101,3 +105,8 @@ def config_from_dict(schema: type[T], values: dict, source: str) -> T:
 def as_dict(config) -> dict:
     """A dataclass config as plain JSON-able values."""
     return dataclasses.asdict(config)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML file as plain dicts and lists (for foreign configs that have no schema here)."""
+    return OmegaConf.to_container(OmegaConf.load(Path(path)), resolve=True)

@@ -20,6 +20,7 @@ from torchvision import transforms
 from tqdm.auto import tqdm
 
 from .config import require
+from .resume import EpochSampler, item_seed
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -149,11 +150,18 @@ def image_transform(resolution: int, train: bool, flip: bool = True) -> transfor
 
 
 class ImageFolderDataset(Dataset):
-    """Items are dicts: image (3, H, W) float in [-1, 1], label (int), index (int)."""
+    """Items are dicts: image (3, H, W) float in [-1, 1], label (int), index (int).
 
-    def __init__(self, index: ImageIndex, subset: list[int], resolution: int, train: bool, flip: bool = True):
+    Keys are positions in `subset`, or (epoch, position) pairs from an `EpochSampler`: then
+    the random crop and flip are seeded by (seed, epoch, image), the same in any worker and
+    after a resume.
+    """
+
+    def __init__(self, index: ImageIndex, subset: list[int], resolution: int, train: bool, flip: bool = True,
+                 seed: int = 0):
         self.index = index
         self.subset = subset
+        self.seed = seed
         self.transform = image_transform(resolution, train, flip)
 
     def __len__(self) -> int:
@@ -162,21 +170,31 @@ class ImageFolderDataset(Dataset):
     def path(self, i: int) -> str:
         return self.index.paths[self.subset[i]]
 
-    def __getitem__(self, i: int) -> dict:
-        j = self.subset[i]
-        image = self.transform(load_rgb(self.index.paths[j]))
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        if isinstance(key, tuple):
+            epoch, i = key
+            j = self.subset[i]
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(item_seed(self.seed, epoch, j))
+                image = self.transform(load_rgb(self.index.paths[j]))
+        else:
+            j = self.subset[key]
+            image = self.transform(load_rgb(self.index.paths[j]))
         return {"image": image, "label": self.index.labels[j], "index": j}
 
 
 class ImageDataModule(pl.LightningDataModule):
     """Train/validation loaders over one image folder, split by a fixed seed."""
 
-    def __init__(self, config: DataConfig):
+    def __init__(self, config: DataConfig, seed: int = 0):
         super().__init__()
         self.config = config
+        self.seed = seed
+        self.batch_size = config.batch_size
         self.index: ImageIndex | None = None
         self.train_set: ImageFolderDataset | None = None
         self.val_set: ImageFolderDataset | None = None
+        self.train_sampler: EpochSampler | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.index is not None:
@@ -186,8 +204,9 @@ class ImageDataModule(pl.LightningDataModule):
         train_ids, val_ids = self.index.split(c.val_fraction, c.split_seed)
         if len(train_ids) < c.batch_size:
             raise DatasetError(f"{c.root}: {len(train_ids)} training images, fewer than data.batch_size={c.batch_size}")
-        self.train_set = ImageFolderDataset(self.index, train_ids, c.resolution, train=True, flip=c.flip)
+        self.train_set = ImageFolderDataset(self.index, train_ids, c.resolution, train=True, flip=c.flip, seed=self.seed)
         self.val_set = ImageFolderDataset(self.index, val_ids, c.resolution, train=False)
+        self.train_sampler = EpochSampler(len(self.train_set), self.seed)
 
     @property
     def class_names(self) -> list[str]:
@@ -204,7 +223,7 @@ class ImageDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=c.batch_size,
-            shuffle=train,
+            sampler=self.train_sampler if train else None,
             drop_last=train,
             num_workers=c.num_workers,
             persistent_workers=c.num_workers > 0,

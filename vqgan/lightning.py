@@ -10,8 +10,6 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from . import losses
-from .callbacks import ImageGridLogger
-from .config import save_config
 from .data import ImageDataModule
 from .discriminator import PatchDiscriminator
 from .images import image_grid, paired_rows
@@ -19,7 +17,7 @@ from .model import VQGAN
 from .optim import param_groups, warmup_cosine
 from .perceptual import LPIPS
 from .train_config import VQGANTrainConfig
-from .trainer import build_trainer, checkpoint_dir, resume_path
+from .trainer import fit
 
 log = logging.getLogger(__name__)
 NUM_LOGGED_IMAGES = 16
@@ -183,7 +181,7 @@ class VQGANModule(pl.LightningModule):
         return {"reconstructions": image_grid(paired_rows(x, x_hat, per_row=8), nrow=8)}
 
 
-def fit_vqgan(config: VQGANTrainConfig) -> Path:
+def fit_vqgan(config: VQGANTrainConfig, callbacks: list[pl.Callback] = ()) -> Path:
     """Train from `config` (resuming when a checkpoint is there), then export the tokenizer.
 
     Writes under `config.run_dir`: config.yaml, classes.json, checkpoints/last.ckpt,
@@ -191,17 +189,12 @@ def fit_vqgan(config: VQGANTrainConfig) -> Path:
     """
     run_dir = Path(config.run_dir)
     pl.seed_everything(config.seed, workers=True)
-    datamodule = ImageDataModule(config.data)
+    datamodule = ImageDataModule(config.data, seed=config.seed)
     datamodule.setup()
     module = VQGANModule(config)
-    trainer = build_trainer(config.trainer, run_dir, [ImageGridLogger(run_dir / "images", config.trainer.image_every)])
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        datamodule.save_class_names(run_dir / "classes.json")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, config.resume), weights_only=True)
-    trainer.save_checkpoint(checkpoint_dir(run_dir) / "last.ckpt", weights_only=False)
+    trainer = fit(module, datamodule, config, run_dir, callbacks)
     tokenizer_dir = Path(config.export_dir or run_dir / "tokenizer")
     if trainer.is_global_zero:
+        datamodule.save_class_names(run_dir / "classes.json")
         module.model.save_pretrained(tokenizer_dir)
     return tokenizer_dir

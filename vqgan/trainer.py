@@ -96,3 +96,28 @@ def build_trainer(config: TrainerConfig, run_dir: str | Path, callbacks: list[pl
         enable_model_summary=False,
         default_root_dir=str(run_dir),
     )
+
+
+def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, config, run_dir: str | Path,
+        callbacks: list[pl.Callback] = ()) -> pl.Trainer:
+    """Train `module` under `config.trainer`: image grids, checkpoints every
+    `checkpoint_every` batches and at the end, exact resume from `<run_dir>/checkpoints/last.ckpt`
+    (or `config.resume`), and a clean stop with a checkpoint on SIGTERM / SIGINT
+    (raised afterwards as `TrainingInterrupted`). Saves the merged config beside the outputs."""
+    from .callbacks import ImageGridLogger
+    from .config import save_config
+    from .resume import ResumeState
+
+    run_dir = Path(run_dir)
+    last = checkpoint_dir(run_dir) / "last.ckpt"
+    datamodule.setup("fit")
+    resume_state = ResumeState(datamodule.train_sampler, datamodule.batch_size, last)
+    grids = ImageGridLogger(run_dir / "images", config.trainer.image_every)
+    trainer = build_trainer(config.trainer, run_dir, [grids, resume_state, *callbacks])
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, config.resume), weights_only=True)
+    resume_state.raise_if_interrupted(trainer.global_step)
+    trainer.save_checkpoint(last, weights_only=False)
+    return trainer

@@ -1,0 +1,223 @@
+"""Benchmark: sampling, GPT and VQGAN training steps, tokenizer throughput, memory, FLOP use.
+
+    python scripts/bench.py --out bench.json
+
+Prints one JSON object. Each figure is the median of --repeats runs after a warm-up; each
+phase runs in its own process so its peak RSS is its own. The recompute-everything sampler
+(the reference the KV cache is measured against) runs once at the medium size, where one
+run takes minutes on a CPU.
+"""
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import torch  # noqa: E402
+
+SIZES = {"small": dict(vocab_size=512, grid_size=8, n_layer=4, n_embd=256, n_head=4, batch=16),
+         "medium": dict(vocab_size=1024, grid_size=16, n_layer=8, n_embd=512, n_head=8, batch=8)}
+
+
+def timed(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def gpt_of(size: str):
+    from transformer import GPT, GPTConfig
+
+    spec = dict(SIZES[size])
+    batch = spec.pop("batch")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(num_classes=10, **spec)).to(device()).eval()
+    with torch.no_grad():
+        model.head.weight.normal_(0, 0.02)  # a zero head would make every step a tie
+    return model, batch
+
+
+def sampling(size: str, repeats: int) -> dict:
+    from transformer import generate
+
+    model, batch = gpt_of(size)
+    labels = torch.arange(batch, device=device()) % 10
+    tokens = batch * model.config.num_image_tokens
+    cached = timed(lambda: generate(model, labels, top_k=100, generator=torch.Generator(device()).manual_seed(0)),
+                   repeats)
+    plain_repeats = 1 if size == "medium" else repeats
+    plain = timed(lambda: generate(model, labels, top_k=100, use_cache=False,
+                                   generator=torch.Generator(device()).manual_seed(0)), plain_repeats, warmup=0)
+    return {"cached_tokens_per_s": tokens / cached, "recompute_tokens_per_s": tokens / plain,
+            "speedup": plain / cached, "recompute_runs": plain_repeats}
+
+
+def gpt_forward_flops(repeats: int) -> dict:
+    """Achieved FLOP/s of the medium GPT's forward against a large fp32 matmul on this machine."""
+    model, batch = gpt_of("medium")
+    c = model.config
+    codes = torch.randint(0, c.vocab_size, (batch, c.num_image_tokens), device=device())
+    prefix = model.condition_tokens(torch.zeros(batch, dtype=torch.long, device=device()))
+    length = c.num_image_tokens  # prefix + T - 1 positions
+    matrices = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and not n.startswith("tok_emb"))
+    attention = 2 * 2 * c.n_layer * length * length * c.n_embd / 2  # QK^T and AV, causal half
+    flops = batch * (2 * matrices * length + attention)
+    with torch.inference_mode():
+        seconds = timed(lambda: model(prefix, codes), repeats)
+    n = 4096
+    a, b = torch.randn(n, n, device=device()), torch.randn(n, n, device=device())
+    peak = 2 * n**3 / timed(lambda: a @ b, repeats)
+    return {"gpt_forward_gflops": flops / seconds / 1e9, "matmul_peak_gflops": peak / 1e9,
+            "flops_utilisation": flops / seconds / peak}
+
+
+def emoji32_tokenizer():
+    from vqgan import VQGAN
+    from vqgan.config import load_config
+    from vqgan.train_config import VQGANTrainConfig
+
+    config = load_config(VQGANTrainConfig, "configs/vqgan/emoji32.yaml")
+    return VQGAN(config.model).to(device()).eval(), config
+
+
+def tokenizer_throughput(repeats: int) -> dict:
+    tokenizer, config = emoji32_tokenizer()
+    x = torch.rand(64, 3, 32, 32, device=device()) * 2 - 1
+    codes = tokenizer.encode(x)
+    encode = timed(lambda: tokenizer.encode(x), repeats)
+    decode = timed(lambda: tokenizer.decode(codes), repeats)
+    return {"encode_images_per_s": 64 / encode, "decode_images_per_s": 64 / decode, "batch": 64}
+
+
+def gpt_training(repeats: int) -> dict:
+    """One GPT step from cached codes against one that first decodes the images and encodes them."""
+    from torch.utils.data import DataLoader
+
+    from transformer import GPT
+    from transformer.train_config import GPTTrainConfig
+    from vqgan.config import load_config
+    from vqgan.data import ImageFolderDataset, scan_images
+
+    config = load_config(GPTTrainConfig, "configs/transformer/emoji32.yaml")
+    tokenizer, _ = emoji32_tokenizer()
+    gpt = GPT(config.model).to(device())
+    optimizer = torch.optim.AdamW(gpt.parameters(), lr=1e-4)
+    batch = config.data.batch_size
+    index = scan_images(config.data.root, progress=False)
+    images = DataLoader(ImageFolderDataset(index, list(range(len(index.paths))), 32, train=True), batch_size=batch,
+                        shuffle=True, num_workers=0)
+    image_batches = iter(images)
+    codes = torch.randint(0, config.model.vocab_size, (len(index.paths), 64))  # the cache: codes in memory
+    labels = torch.tensor(index.labels)
+
+    def step(x_codes, y):
+        loss = gpt.loss(gpt.condition_tokens(y.to(device())), x_codes.to(device()))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def cached_step():
+        rows = torch.randint(0, len(codes), (batch,))
+        step(codes[rows], labels[rows])
+
+    def encoding_step():
+        item = next(image_batches)
+        step(tokenizer.encode(item["image"].to(device())).flatten(1), item["label"])
+
+    cached = timed(cached_step, repeats, warmup=2)
+    encoding = timed(encoding_step, repeats, warmup=2)
+    return {"gpt_train_step_s_cached": cached, "gpt_train_step_s_encoding": encoding, "speedup": encoding / cached,
+            "batch": batch}
+
+
+def vqgan_training(repeats: int) -> dict:
+    """emoji32 stage-1 steps under Lightning with the GAN on from the start (G + D step, LPIPS)."""
+    import tempfile
+
+    from vqgan.callbacks import StepTimer
+    from vqgan.config import load_config
+    from vqgan.lightning import fit_vqgan
+    from vqgan.train_config import VQGANTrainConfig
+
+    steps = max(10, 2 * repeats + 5)
+    with tempfile.TemporaryDirectory() as run_dir:
+        config = load_config(VQGANTrainConfig, "configs/vqgan/emoji32.yaml", [
+            f"run_dir={run_dir}", f"trainer.max_steps={steps}", "loss.disc_weight=0.5", "loss.disc_start=0",
+            "trainer.image_every=0", "trainer.val_every=0", "trainer.progress_bar=false",
+            "trainer.checkpoint_every=0", "loss.discriminator.n_layers=2"])
+        timer = StepTimer()
+        fit_vqgan(config, callbacks=[timer])
+    seconds = timer.median(skip=5)
+    return {"vqgan_train_step_s": seconds, "images_per_s": config.data.batch_size / seconds,
+            "batch": config.data.batch_size}
+
+
+PHASES = {
+    "sampling_small": lambda r: sampling("small", r),
+    "sampling_medium": lambda r: sampling("medium", r),
+    "gpt_forward": gpt_forward_flops,
+    "tokenizer": tokenizer_throughput,
+    "gpt_training": gpt_training,
+    "vqgan_training": vqgan_training,
+}
+
+
+def run_phase(name: str, repeats: int, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    result = PHASES[name](repeats)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset of " + ",".join(PHASES))
+    parser.add_argument("--main-job-metrics", default="runs/demo/metrics.json",
+                        help="metrics.json of a main-job run, for its peak memory")
+    parser.add_argument("--out", help="also write the JSON here")
+    args = parser.parse_args()
+    result = {"torch": torch.__version__, "threads": args.threads, "device": device(), "cpu": cpu_model(),
+              "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "repeats": args.repeats}
+    context = mp.get_context("spawn")
+    for name in args.phases.split(","):
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        with context.Pool(1) as pool:
+            result[name] = pool.apply(run_phase, (name, args.repeats, args.threads))
+    main_job = Path(args.main_job_metrics)
+    if main_job.is_file():
+        result["main_job_peak_rss_mb"] = json.loads(main_job.read_text()).get("peak_rss_mb")
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Exact resumption: what Lightning's checkpoints do not hold, and clean stops on signals.
+
+Lightning restores weights, optimizers, schedulers and loop counters. For a resumed run to
+continue exactly as an uninterrupted one, this adds:
+- `EpochSampler`: the shuffle of epoch e comes from (seed, e) alone, and after a mid-epoch
+  resume the samples already seen are skipped. It yields (epoch, index) keys so datasets can
+  seed their random augmentation from them, independently of worker processes.
+- `ResumeState`: a callback that checkpoints the global RNG states and the position in the
+  epoch, and turns SIGTERM / SIGINT into a checkpoint at the next batch boundary and a stop.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import Sampler
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A per-item seed; python's hash of an int tuple is the same in every process."""
+    return hash((seed, epoch, index)) & 0x7FFFFFFF
+
+
+class EpochSampler(Sampler):
+    """Yields (epoch, index) keys in an order fixed by (seed, epoch)."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True):
+        self.size = size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.skip = 0  # samples to leave out once, at the start of the next iteration
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, -1))
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        skip, self.skip = self.skip, 0
+        return iter([(self.epoch, i) for i in order[skip:]])
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on a signal after writing a resumable checkpoint."""
+
+
+class ResumeState(pl.Callback):
+    """Checkpoints RNG states and the epoch position; stops cleanly on SIGTERM / SIGINT."""
+
+    def __init__(self, sampler: EpochSampler, batch_size: int, checkpoint_path: str | Path):
+        super().__init__()
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.checkpoint_path = Path(checkpoint_path)
+        self.epoch = 0
+        self.position = 0  # training batches done in the current epoch
+        self.signal_received: int | None = None
+        self._rng_to_restore: dict | None = None
+
+    # --- what goes into the checkpoint --------------------------------------------------
+
+    def state_dict(self) -> dict:
+        state = {"epoch": self.epoch, "position": self.position, "rng": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        # Called while the checkpoint is restored, before Lightning creates the data iterator
+        # (it does not call on_train_epoch_start when resuming inside an epoch).
+        self.epoch, self.position = state["epoch"], state["position"]
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.skip = self.position * self.batch_size
+        self._rng_to_restore = state
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self._rng_to_restore is not None:  # after Lightning's own set-up has drawn what it draws
+            torch.set_rng_state(self._rng_to_restore["rng"])
+            if "cuda_rng" in self._rng_to_restore and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(self._rng_to_restore["cuda_rng"])
+            self._rng_to_restore = None
+        self._install_signal_handlers()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.epoch, self.position = trainer.current_epoch, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.position += 1
+        if self.signal_received is not None and not trainer.should_stop:
+            trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
+            trainer.should_stop = True
+
+    # --- signals -------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def request_stop(signum, frame):
+            self.signal_received = signum
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, request_stop)  # Lightning restores the previous handlers at teardown
+
+    def raise_if_interrupted(self, step: int) -> None:
+        if self.signal_received is not None:
+            name = signal.Signals(self.signal_received).name
+            raise TrainingInterrupted(f"{name} received: stopped after training batch {step}, checkpoint "
+                                      f"{self.checkpoint_path}; run the same command again to resume")

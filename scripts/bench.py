@@ -86,22 +86,28 @@ def gpt_forward_flops(repeats: int) -> dict:
             "flops_utilisation": flops / seconds / peak}
 
 
-def emoji32_tokenizer():
+CONFIGS = {"vqgan": "configs/vqgan/emoji32.yaml", "gpt": "configs/transformer/emoji32.yaml"}
+
+
+def bench_tokenizer():
+    """A tokenizer of the benchmarked architecture (random weights: speed does not depend on them)."""
     from vqgan import VQGAN
     from vqgan.config import load_config
     from vqgan.train_config import VQGANTrainConfig
 
-    config = load_config(VQGANTrainConfig, "configs/vqgan/emoji32.yaml")
+    config = load_config(VQGANTrainConfig, CONFIGS["vqgan"])
     return VQGAN(config.model).to(device()).eval(), config
 
 
 def tokenizer_throughput(repeats: int) -> dict:
-    tokenizer, config = emoji32_tokenizer()
-    x = torch.rand(64, 3, 32, 32, device=device()) * 2 - 1
+    tokenizer, config = bench_tokenizer()
+    batch, side = config.data.batch_size, config.model.resolution
+    x = torch.rand(batch, 3, side, side, device=device()) * 2 - 1
     codes = tokenizer.encode(x)
     encode = timed(lambda: tokenizer.encode(x), repeats)
     decode = timed(lambda: tokenizer.decode(codes), repeats)
-    return {"encode_images_per_s": 64 / encode, "decode_images_per_s": 64 / decode, "batch": 64}
+    return {"encode_images_per_s": batch / encode, "decode_images_per_s": batch / decode, "batch": batch,
+            "resolution": side}
 
 
 def gpt_training(repeats: int) -> dict:
@@ -113,20 +119,22 @@ def gpt_training(repeats: int) -> dict:
     from vqgan.config import load_config
     from vqgan.data import ImageFolderDataset, scan_images
 
-    config = load_config(GPTTrainConfig, "configs/transformer/emoji32.yaml")
-    tokenizer, _ = emoji32_tokenizer()
+    config = load_config(GPTTrainConfig, CONFIGS["gpt"])
+    tokenizer, vq_config = bench_tokenizer()
     gpt = GPT(config.model).to(device())
     optimizer = torch.optim.AdamW(gpt.parameters(), lr=1e-4)
     batch = config.data.batch_size
     index = scan_images(config.data.root, progress=False)
-    images = DataLoader(ImageFolderDataset(index, list(range(len(index.paths))), 32, train=True), batch_size=batch,
-                        shuffle=True, num_workers=0)
-    image_batches = iter(images)
-    codes = torch.randint(0, config.model.vocab_size, (len(index.paths), 64))  # the cache: codes in memory
+    dataset = ImageFolderDataset(index, list(range(len(index.paths))), vq_config.model.resolution, train=True)
+    image_batches = iter(DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=0))
+    codes = torch.randint(0, config.model.vocab_size, (len(index.paths), config.model.num_image_tokens))  # the cache
     labels = torch.tensor(index.labels)
+    precision = config.trainer.precision
+    autocast = precision.startswith("bf16") or (precision == "auto" and device() == "cuda")
 
     def step(x_codes, y):
-        loss = gpt.loss(gpt.condition_tokens(y.to(device())), x_codes.to(device()))
+        with torch.autocast(device(), dtype=torch.bfloat16, enabled=autocast):
+            loss = gpt.loss(gpt.condition_tokens(y.to(device())), x_codes.to(device()))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -142,7 +150,7 @@ def gpt_training(repeats: int) -> dict:
     cached = timed(cached_step, repeats, warmup=2)
     encoding = timed(encoding_step, repeats, warmup=2)
     return {"gpt_train_step_s_cached": cached, "gpt_train_step_s_encoding": encoding, "speedup": encoding / cached,
-            "batch": batch}
+            "batch": batch, "bf16_autocast": autocast}
 
 
 def vqgan_training(repeats: int) -> dict:
@@ -156,7 +164,7 @@ def vqgan_training(repeats: int) -> dict:
 
     steps = max(10, 2 * repeats + 5)
     with tempfile.TemporaryDirectory() as run_dir:
-        config = load_config(VQGANTrainConfig, "configs/vqgan/emoji32.yaml", [
+        config = load_config(VQGANTrainConfig, CONFIGS["vqgan"], [
             f"run_dir={run_dir}", f"trainer.max_steps={steps}", "loss.disc_weight=0.5", "loss.disc_start=0",
             "trainer.image_every=0", "trainer.val_every=0", "trainer.progress_bar=false",
             "trainer.checkpoint_every=0", "loss.discriminator.n_layers=2"])
@@ -177,8 +185,9 @@ PHASES = {
 }
 
 
-def run_phase(name: str, repeats: int, threads: int) -> dict:
+def run_phase(name: str, repeats: int, threads: int, configs: dict) -> dict:
     torch.set_num_threads(threads)
+    CONFIGS.update(configs)
     result = PHASES[name](repeats)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
@@ -199,17 +208,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset of " + ",".join(PHASES))
+    parser.add_argument("--vqgan-config", default=CONFIGS["vqgan"], help="tokenizer and stage-1 step to time")
+    parser.add_argument("--gpt-config", default=CONFIGS["gpt"], help="GPT of the training-step comparison")
     parser.add_argument("--main-job-metrics", default="runs/demo/metrics.json",
                         help="metrics.json of a main-job run, for its peak memory")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
     result = {"torch": torch.__version__, "threads": args.threads, "device": device(), "cpu": cpu_model(),
               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "repeats": args.repeats}
+    configs = {"vqgan": args.vqgan_config, "gpt": args.gpt_config}
+    result["configs"] = configs
     context = mp.get_context("spawn")
     for name in args.phases.split(","):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         with context.Pool(1) as pool:
-            result[name] = pool.apply(run_phase, (name, args.repeats, args.threads))
+            result[name] = pool.apply(run_phase, (name, args.repeats, args.threads, configs))
     main_job = Path(args.main_job_metrics)
     if main_job.is_file():
         result["main_job_peak_rss_mb"] = json.loads(main_job.read_text()).get("peak_rss_mb")

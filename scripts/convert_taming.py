@@ -12,7 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from vqgan.convert import ConversionError, convert_taming  # noqa: E402
+from vqgan.errors import USER_ERRORS  # noqa: E402
+from vqgan.convert import convert_taming  # noqa: E402
 
 
 def main() -> None:
@@ -23,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         model = convert_taming(args.checkpoint, args.config, args.out_dir)
-    except (ConversionError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         sys.exit(f"error: {err}")
     c = model.config
     print(f"wrote {args.out_dir}: {c.quantizer.kind} quantizer, {c.quantizer.codebook_size} codes of dimension "

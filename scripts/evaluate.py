@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from vqgan.errors import USER_ERRORS  # noqa: E402
 import torch  # noqa: E402
 
 from transformer.evaluation import EvalConfig, evaluate, format_table, write_metrics  # noqa: E402
@@ -53,7 +54,7 @@ def main() -> None:
                             lpips_weights=args.lpips_weights, fid_weights=args.fid_weights,
                             num_samples=args.num_samples, cfg_scale=args.cfg, top_k=args.top_k, seed=args.seed)
         result = evaluate(tokenizer, data, config, gpt)
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         sys.exit(f"error: {err}")
     write_metrics(result.metrics, args.out, config)
     print(format_table(result.metrics))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from vqgan.errors import USER_ERRORS  # noqa: E402
 from transformer.main_job import MainJobConfig, run_main_job  # noqa: E402
-from vqgan.resume import TrainingInterrupted  # noqa: E402
 from vqgan.config import load_config  # noqa: E402
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         run_main_job(load_config(MainJobConfig, args.config, args.overrides))
-    except (ValueError, FileNotFoundError, TrainingInterrupted) as err:
+    except USER_ERRORS as err:
         sys.exit(f"error: {err}")
 
 

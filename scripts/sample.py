@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from vqgan.errors import USER_ERRORS  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
@@ -64,7 +65,7 @@ def main() -> None:
         gpt, tokenizer = load_generator(args.model, args.device)
         check_sampling_args(gpt, args.temperature, args.top_k, args.top_p, args.cfg)
         classes = class_list(args, gpt.config.num_classes)
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         sys.exit(f"error: {err}")
 
     per_row = math.ceil(args.num / len(classes)) if classes else min(args.num, 8)

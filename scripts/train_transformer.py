@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from vqgan.errors import USER_ERRORS  # noqa: E402
 from transformer.lightning import fit_gpt  # noqa: E402
 from transformer.train_config import GPTTrainConfig  # noqa: E402
-from vqgan.resume import TrainingInterrupted  # noqa: E402
 from vqgan.config import load_config  # noqa: E402
 
 
@@ -25,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         export = fit_gpt(load_config(GPTTrainConfig, args.config, args.overrides))
-    except (ValueError, FileNotFoundError, TrainingInterrupted) as err:
+    except USER_ERRORS as err:
         sys.exit(f"error: {err}")
     print(f"GPT exported to {export}")
 

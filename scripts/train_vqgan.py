@@ -13,9 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from vqgan.resume import TrainingInterrupted  # noqa: E402
-from vqgan.config import ConfigError, load_config  # noqa: E402
-from vqgan.data import DatasetError  # noqa: E402
+from vqgan.errors import USER_ERRORS  # noqa: E402
+from vqgan.config import load_config  # noqa: E402
 from vqgan.lightning import fit_vqgan  # noqa: E402
 from vqgan.train_config import VQGANTrainConfig  # noqa: E402
 
@@ -29,7 +28,7 @@ def main() -> None:
     try:
         config = load_config(VQGANTrainConfig, args.config, args.overrides)
         tokenizer = fit_vqgan(config)
-    except (ConfigError, DatasetError, TrainingInterrupted) as err:
+    except USER_ERRORS as err:
         sys.exit(f"error: {err}")
     print(f"tokenizer exported to {tokenizer}")
 

@@ -3,7 +3,7 @@ import torch
 
 import math
 
-from vqgan.quantize import EMAQuantizer, NearestNeighbourQuantizer, QuantizerConfig, build_quantizer, perplexity
+from vqgan.quantize import NearestNeighbourQuantizer, QuantizerConfig, build_quantizer, perplexity
 
 KINDS = ["l2", "classic", "ema", "gumbel", "fsq"]
 

@@ -41,9 +41,11 @@ class VQGANModule(pl.LightningModule):
         super().__init__()
         self.config = config
         self.automatic_optimization = False
+        self.partial_backward = config.loss.gan  # each backward reaches G or D only (see build_trainer)
         self.model = VQGAN(config.model)
         loss = config.loss
-        self.perceptual = LPIPS(loss.perceptual) if loss.perceptual_weight > 0 else None
+        # Frozen and rebuilt from its weights file: kept off the module tree, out of checkpoints.
+        self.__dict__["perceptual"] = LPIPS(loss.perceptual) if loss.perceptual_weight > 0 else None
         self.discriminator = PatchDiscriminator(loss.discriminator, config.model.out_ch) if loss.gan else None
         self.register_buffer("lecam_ema_real", torch.zeros(()))
         self.register_buffer("lecam_ema_fake", torch.zeros(()))
@@ -64,6 +66,8 @@ class VQGANModule(pl.LightningModule):
         return optimizers, schedulers
 
     def on_fit_start(self) -> None:
+        if self.perceptual is not None:
+            self.perceptual.to(self.device)
         if self.discriminator is not None and self.global_rank == 0:
             log.info(self.discriminator.check_image_size(self.config.data.resolution))
 

@@ -128,6 +128,9 @@ class Quantizer(nn.Module):
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         out = self.quantize(z)
+        restarts = getattr(getattr(self, "train_state", None), "restarts", None)
+        if restarts is not None:
+            out.stats["restarts"] = restarts.float()
         counts = torch.bincount(out.indices.flatten(), minlength=self.codebook_size).float()
         out.stats["perplexity"] = perplexity(counts)
         out.stats["batch_usage"] = (counts > 0).float().mean()
@@ -196,6 +199,7 @@ class NearestNeighbourQuantizer(Quantizer):
             nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)  # taming's
         self.train_state = nn.Module()  # training-only buffers, left out of exports
         self.train_state.register_buffer("code_counts", torch.ones(codebook_size))
+        self.train_state.register_buffer("restarts", torch.zeros((), dtype=torch.long))  # codes restarted so far
 
     def codebook(self) -> torch.Tensor:
         weight = self.embedding.weight
@@ -228,7 +232,9 @@ class NearestNeighbourQuantizer(Quantizer):
     def _count_and_restart(self, indices: torch.Tensor, z_flat: torch.Tensor) -> None:
         counts = all_reduce_sum(torch.bincount(indices, minlength=self.codebook_size).float())
         self.train_state.code_counts.mul_(self.decay).add_(counts, alpha=1 - self.decay)
-        restart_dead_codes(self.embedding.weight.data, self.train_state.code_counts, z_flat, self.restart_threshold)
+        dead = restart_dead_codes(self.embedding.weight.data, self.train_state.code_counts, z_flat,
+                                  self.restart_threshold)
+        self.train_state.restarts += dead.sum()
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         return rearrange(self.codebook()[indices], "b h w d -> b d h w")
@@ -273,6 +279,7 @@ class EMAQuantizer(NearestNeighbourQuantizer):
         if self.restart_threshold > 0:
             dead = restart_dead_codes(self.embedding.weight.data, state.code_counts, z_flat, self.restart_threshold)
             state.ema_sum[dead] = self.embedding.weight[dead] * state.code_counts[dead, None]
+            state.restarts += dead.sum()
 
     @torch.no_grad()
     def _kmeans_init(self, z_flat: torch.Tensor, iterations: int = 10) -> None:

@@ -71,8 +71,26 @@ def resume_path(run_dir: str | Path, resume: str) -> str | None:
     return str(last) if last.is_file() else None
 
 
-def build_trainer(config: TrainerConfig, run_dir: str | Path, callbacks: list[pl.Callback]) -> pl.Trainer:
+def check_checkpoint(path: str | Path) -> None:
+    """Refuse, before training starts, a checkpoint that does not load with weights_only=True:
+    a pickle that would build arbitrary objects (and could run code) is never unpickled."""
+    from .errors import CheckpointError
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 - whatever the unpickler objects to, the answer is no
+        raise CheckpointError(f"refusing checkpoint {path}: it does not load as plain tensors and containers "
+                              f"(weights_only=True): {str(err).splitlines()[0]}") from None
+
+
+def build_trainer(config: TrainerConfig, run_dir: str | Path, callbacks: list[pl.Callback],
+                  find_unused_parameters: bool = False) -> pl.Trainer:
+    """`find_unused_parameters`: a module whose backward passes each reach only part of its
+    parameters (the GAN's two optimizers) needs DDP to detect the unused ones."""
     run_dir = Path(run_dir)
+    strategy = config.strategy
+    if find_unused_parameters and strategy in ("ddp", "ddp_spawn", "ddp_fork"):
+        strategy = f"{strategy}_find_unused_parameters_true"
     checkpoints = ModelCheckpoint(
         dirpath=checkpoint_dir(run_dir), filename="last", every_n_train_steps=config.checkpoint_every or None,
         save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False,
@@ -83,14 +101,15 @@ def build_trainer(config: TrainerConfig, run_dir: str | Path, callbacks: list[pl
         accelerator=config.accelerator,
         devices=_devices(config.devices),
         num_nodes=config.num_nodes,
-        strategy=config.strategy,
+        strategy=strategy,
         precision=resolved_precision(config),
         logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
         callbacks=[checkpoints, *callbacks],
         log_every_n_steps=config.log_every,
-        val_check_interval=config.val_every if config.val_every else None,
-        check_val_every_n_epoch=None,
-        limit_val_batches=config.limit_val_batches or None,
+        # val_every=0: no validation during training (Lightning's per-epoch default is turned off too)
+        val_check_interval=config.val_every or None,
+        check_val_every_n_epoch=None if config.val_every else 1,
+        limit_val_batches=(config.limit_val_batches or None) if config.val_every else 0,
         num_sanity_val_steps=0,
         enable_progress_bar=config.progress_bar,
         enable_model_summary=False,
@@ -113,11 +132,15 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, config, 
     datamodule.setup("fit")
     resume_state = ResumeState(datamodule.train_sampler, datamodule.batch_size, last)
     grids = ImageGridLogger(run_dir / "images", config.trainer.image_every)
-    trainer = build_trainer(config.trainer, run_dir, [grids, resume_state, *callbacks])
+    trainer = build_trainer(config.trainer, run_dir, [grids, resume_state, *callbacks],
+                            find_unused_parameters=getattr(module, "partial_backward", False))
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, config.resume), weights_only=True)
+    ckpt_path = resume_path(run_dir, config.resume)
+    if ckpt_path is not None:
+        check_checkpoint(ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     resume_state.raise_if_interrupted(trainer.global_step)
     trainer.save_checkpoint(last, weights_only=False)
     return trainer

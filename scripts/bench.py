@@ -185,11 +185,21 @@ PHASES = {
 }
 
 
-def run_phase(name: str, repeats: int, threads: int, configs: dict) -> dict:
+def run_phase(queue, name: str, repeats: int, threads: int, configs: dict) -> None:
     torch.set_num_threads(threads)
     CONFIGS.update(configs)
     result = PHASES[name](repeats)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(result)
+
+
+def run_isolated(context, name: str, *args) -> dict:
+    """One phase in a fresh (non-daemon, so it may start data workers) process."""
+    queue = context.Queue()
+    process = context.Process(target=run_phase, args=(queue, name, *args))
+    process.start()
+    result = queue.get()
+    process.join()
     return result
 
 
@@ -221,8 +231,7 @@ def main() -> None:
     context = mp.get_context("spawn")
     for name in args.phases.split(","):
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        with context.Pool(1) as pool:
-            result[name] = pool.apply(run_phase, (name, args.repeats, args.threads, configs))
+        result[name] = run_isolated(context, name, args.repeats, args.threads, configs)
     main_job = Path(args.main_job_metrics)
     if main_job.is_file():
         result["main_job_peak_rss_mb"] = json.loads(main_job.read_text()).get("peak_rss_mb")

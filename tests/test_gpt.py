@@ -96,6 +96,15 @@ def test_only_image_codes_are_sampled():
     assert codes.max() < 32
 
 
+def test_topk_without_a_full_sort_equals_the_sorted_reference():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 50)
+    for k in (1, 7, 50):
+        kth = torch.sort(logits, descending=True, dim=-1).values[:, k - 1:k]
+        reference = torch.where(logits >= kth, logits, torch.full_like(logits, float("-inf")))
+        assert torch.equal(filter_logits(logits, top_k=k), reference)
+
+
 def test_filter_logits():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     assert torch.isinf(filter_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]

@@ -49,12 +49,19 @@ def generate(model: GPT, cond: torch.Tensor | int, num_tokens: int | None = None
     use_cache=False recomputes the whole sequence every step (the reference path).
     """
     check_sampling_args(model, temperature, top_k, top_p, cfg_scale)
-    config = model.config
-    num_tokens = num_tokens or config.num_image_tokens
-    if not 1 <= num_tokens <= config.num_image_tokens:
-        raise ValueError(f"num_tokens must be in [1, {config.num_image_tokens}], got {num_tokens}")
+    num_tokens = num_tokens or model.config.num_image_tokens
+    if not 1 <= num_tokens <= model.config.num_image_tokens:
+        raise ValueError(f"num_tokens must be in [1, {model.config.num_image_tokens}], got {num_tokens}")
     was_training = model.training
     model.eval()
+    device_type = model.head.weight.device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):  # bf16 on GPUs
+        return _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, generator, use_cache,
+                         was_training)
+
+
+def _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, generator, use_cache, was_training):
+    config = model.config
     if isinstance(cond, int):
         prefix = model.condition_tokens(None, batch=cond)
     else:
@@ -67,7 +74,7 @@ def generate(model: GPT, cond: torch.Tensor | int, num_tokens: int | None = None
 
     out = torch.empty(batch, num_tokens, dtype=torch.long, device=prefix.device)
     if use_cache:
-        cache = model.new_cache(rows)
+        cache = model.new_cache(rows, dtype=torch.bfloat16 if torch.is_autocast_enabled("cuda") else None)
         logits = model.step(prefix, cache, start=0)  # prefill the prefix in one pass
     else:
         sequence = prefix

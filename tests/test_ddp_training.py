@@ -26,7 +26,8 @@ def test_ddp_ranks_end_identical_and_only_rank0_writes(tmp_path, emoji_subset):
         "trainer.image_every=3", "trainer.checkpoint_every=3", "trainer.val_every=3",
         "loss.disc_weight=0.5", "loss.disc_start=2", "loss.discriminator.n_layers=2", "loss.discriminator.ndf=8",
         "loss.discriminator.norm=group",
-        "model.quantizer.kind=ema", "model.quantizer.restart_threshold=0.5", "model.quantizer.decay=0.5",
+        "model.quantizer.kind=ema", "model.quantizer.restart_threshold=2.0", "model.quantizer.decay=0.5",
+        "model.quantizer.kmeans_init=false",
     ]
     config = load_config(VQGANTrainConfig, REPO / "configs/vqgan/emoji32.yaml", overrides)
     fit_vqgan(config, callbacks=[DumpRankState(str(tmp_path))])

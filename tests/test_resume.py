@@ -58,7 +58,8 @@ def test_vqgan_resume_after_sigkill_matches(tmp_path, emoji_subset):
     steps = 16
     extra = ["trainer.checkpoint_every=3", "trainer.image_every=0", "trainer.val_every=0", "data.num_workers=2",
              "loss.disc_weight=0.5", "loss.disc_start=4", "loss.discriminator.n_layers=2", "loss.discriminator.ndf=8",
-             "model.quantizer.kind=ema", "model.quantizer.restart_threshold=0.5", "model.quantizer.decay=0.9"]
+             "model.quantizer.kind=ema", "model.quantizer.restart_threshold=2.0", "model.quantizer.decay=0.5",
+             "model.quantizer.kmeans_init=false"]
     straight = tmp_path / "straight"
     run(VQGAN_SCRIPT + tiny_vqgan_overrides(straight, emoji_subset, steps) + extra)
     broken = tmp_path / "broken"
@@ -72,6 +73,7 @@ def test_vqgan_resume_after_sigkill_matches(tmp_path, emoji_subset):
     sa = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     sb = torch.load(broken / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)  # discriminator and quantizer buffers too
+    assert sa["model.quantize.train_state.restarts"] > 0  # restarts (which draw random numbers) happened
 
 
 def test_sigterm_writes_a_checkpoint_and_stops_cleanly(tmp_path, emoji_subset, tiny_tokenizer):

@@ -61,7 +61,6 @@ def generate(model: GPT, cond: torch.Tensor | int, num_tokens: int | None = None
 
 
 def _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, generator, use_cache, was_training):
-    config = model.config
     if isinstance(cond, int):
         prefix = model.condition_tokens(None, batch=cond)
     else:

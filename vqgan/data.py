@@ -20,6 +20,7 @@ from torchvision import transforms
 from tqdm.auto import tqdm
 
 from .config import require
+from .io import atomic_write_text
 from .resume import EpochSampler, item_seed
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -214,8 +215,6 @@ class ImageDataModule(pl.LightningDataModule):
         return self.index.class_names
 
     def save_class_names(self, path: str | Path) -> None:
-        from .io import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps(self.class_names, indent=1))
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:

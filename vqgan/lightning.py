@@ -2,11 +2,11 @@
 and `fit_vqgan`, which runs a whole training from a config and exports the tokenizer."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from torch.optim.lr_scheduler import LambdaLR
 
 from . import losses
@@ -19,7 +19,6 @@ from .perceptual import LPIPS
 from .train_config import VQGANTrainConfig
 from .trainer import fit
 
-log = logging.getLogger(__name__)
 NUM_LOGGED_IMAGES = 16
 
 
@@ -68,8 +67,8 @@ class VQGANModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         if self.perceptual is not None:
             self.perceptual.to(self.device)
-        if self.discriminator is not None and self.global_rank == 0:
-            log.info(self.discriminator.check_image_size(self.config.data.resolution))
+        if self.discriminator is not None:
+            rank_zero_info(self.discriminator.check_image_size(self.config.data.resolution))
 
     # --- losses ----------------------------------------------------------------------
 
@@ -195,10 +194,10 @@ def fit_vqgan(config: VQGANTrainConfig, callbacks: list[pl.Callback] = ()) -> Pa
     pl.seed_everything(config.seed, workers=True)
     datamodule = ImageDataModule(config.data, seed=config.seed)
     datamodule.setup()
+    rank_zero_only(datamodule.save_class_names)(run_dir / "classes.json")
     module = VQGANModule(config)
     trainer = fit(module, datamodule, config, run_dir, callbacks)
     tokenizer_dir = Path(config.export_dir or run_dir / "tokenizer")
     if trainer.is_global_zero:
-        datamodule.save_class_names(run_dir / "classes.json")
         module.model.save_pretrained(tokenizer_dir)
     return tokenizer_dir

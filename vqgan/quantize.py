@@ -128,9 +128,6 @@ class Quantizer(nn.Module):
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         out = self.quantize(z)
-        restarts = getattr(getattr(self, "train_state", None), "restarts", None)
-        if restarts is not None:
-            out.stats["restarts"] = restarts.float()
         counts = torch.bincount(out.indices.flatten(), minlength=self.codebook_size).float()
         out.stats["perplexity"] = perplexity(counts)
         out.stats["batch_usage"] = (counts > 0).float().mean()
@@ -200,6 +197,11 @@ class NearestNeighbourQuantizer(Quantizer):
         self.train_state = nn.Module()  # training-only buffers, left out of exports
         self.train_state.register_buffer("code_counts", torch.ones(codebook_size))
         self.train_state.register_buffer("restarts", torch.zeros((), dtype=torch.long))  # codes restarted so far
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        out = super().forward(z)
+        out.stats["restarts"] = self.train_state.restarts.float()  # codes restarted so far
+        return out
 
     def codebook(self) -> torch.Tensor:
         weight = self.embedding.weight

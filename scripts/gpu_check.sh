@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check for a machine with CUDA (one run, under 8 minutes): the test suite, then the
 # benchmark at 64 px (emoji64) and at 256 px (f16 tokenizer, 16x16 grid, ~100M GPT).
-# Results go under $OUT (default: gpu_check/).
+# Results go under $OUT (default: gpu_check/). Needs the installed environment and weights/
+# (scripts/prepare_*_weights.py), e.g. carried along to the GPU machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check}

@@ -10,7 +10,10 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from .config import require
+from .callbacks import ImageGridLogger
+from .config import require, save_config
+from .errors import CheckpointError
+from .resume import ResumeState
 
 # Expected here, not problems: checkpoints are taken after the optimizer steps (what resuming
 # needs), and the frozen LPIPS network stays in eval mode during training.
@@ -74,8 +77,6 @@ def resume_path(run_dir: str | Path, resume: str) -> str | None:
 def check_checkpoint(path: str | Path) -> None:
     """Refuse, before training starts, a checkpoint that does not load with weights_only=True:
     a pickle that would build arbitrary objects (and could run code) is never unpickled."""
-    from .errors import CheckpointError
-
     try:
         torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # noqa: BLE001 - whatever the unpickler objects to, the answer is no
@@ -123,10 +124,6 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, config, 
     `checkpoint_every` batches and at the end, exact resume from `<run_dir>/checkpoints/last.ckpt`
     (or `config.resume`), and a clean stop with a checkpoint on SIGTERM / SIGINT
     (raised afterwards as `TrainingInterrupted`). Saves the merged config beside the outputs."""
-    from .callbacks import ImageGridLogger
-    from .config import save_config
-    from .resume import ResumeState
-
     run_dir = Path(run_dir)
     last = checkpoint_dir(run_dir) / "last.ckpt"
     datamodule.setup("fit")

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -76,7 +77,8 @@ def test_vqgan_resume_after_sigkill_matches(tmp_path, emoji_subset):
     assert sa["model.quantize.train_state.restarts"] > 0  # restarts (which draw random numbers) happened
 
 
-def test_sigterm_writes_a_checkpoint_and_stops_cleanly(tmp_path, emoji_subset, tiny_tokenizer):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_writes_a_checkpoint_and_stops_cleanly(tmp_path, emoji_subset, tiny_tokenizer, signum):
     run_dir = tmp_path / "run"
     cmd = GPT_SCRIPT + tiny_gpt_overrides(run_dir, emoji_subset, tiny_tokenizer, 100000) + [
         "trainer.checkpoint_every=1000000", "trainer.image_every=0", "trainer.val_every=0"]
@@ -85,9 +87,9 @@ def test_sigterm_writes_a_checkpoint_and_stops_cleanly(tmp_path, emoji_subset, t
     while not any(tensorboard.glob("events.*")) and proc.poll() is None:
         time.sleep(0.05)
     time.sleep(2.0)  # let it train a while
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "SIGTERM received" in err and "resume" in err
+    assert proc.returncode != 0 and f"{signal.Signals(signum).name} received" in err and "resume" in err
     step = checkpoint_step(run_dir / "checkpoints" / "last.ckpt")
     assert step > 0
     assert not (run_dir / "gpt").exists()  # an interrupted run is not exported

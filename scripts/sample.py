@@ -15,10 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from vqgan.errors import USER_ERRORS  # noqa: E402
 import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from transformer.lightning import load_generator  # noqa: E402
-from transformer.sampling import check_sampling_args, generate  # noqa: E402
+from transformer.sampling import check_sampling_args, sample_images  # noqa: E402
 from vqgan.images import image_grid, save_png, to_uint8  # noqa: E402
 from vqgan.io import atomic_write_text  # noqa: E402
 
@@ -71,16 +70,8 @@ def main() -> None:
     per_row = math.ceil(args.num / len(classes)) if classes else min(args.num, 8)
     labels = torch.tensor(classes).repeat_interleave(per_row) if classes else None
     total = labels.numel() if classes else args.num
-    generator = torch.Generator(args.device).manual_seed(args.seed)
-    images = []
-    for start in tqdm(range(0, total, args.batch_size), desc="sampling", unit="batch"):
-        count = min(args.batch_size, total - start)
-        cond = labels[start:start + count] if classes else count
-        codes = generate(gpt, cond, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                         cfg_scale=args.cfg, generator=generator)
-        grid = gpt.config.grid_size
-        images.append(tokenizer.decode(codes.view(count, grid, grid)).cpu())
-    images = torch.cat(images)
+    images = sample_images(gpt, tokenizer, labels, total, args.batch_size, seed=args.seed, progress=True,
+                           temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_scale=args.cfg)
 
     out = Path(args.out)
     save_png(image_grid(images, nrow=per_row), out)

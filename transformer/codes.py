@@ -20,7 +20,6 @@ from vqgan.model import VQGAN, WEIGHTS_NAME
 from vqgan.resume import item_seed
 
 log = logging.getLogger(__name__)
-NUM_VIEWS = 2  # the image and its horizontal flip
 
 
 def file_sha256(path: Path) -> str:

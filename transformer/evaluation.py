@@ -15,8 +15,9 @@ from vqgan.metrics import reconstruction_metrics
 from vqgan.model import VQGAN
 from vqgan.perceptual import LPIPS, PerceptualConfig
 
-from .metrics import generation_fid, sample_images
+from .metrics import balanced_labels, generation_fid
 from .model import GPT
+from .sampling import sample_images, sampling_options
 
 
 @dataclass
@@ -71,16 +72,17 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
 
     samples = labels = None
     if gpt is not None and config.num_samples > 0:
-        cfg = config.cfg_scale if (gpt.config.num_classes and config.cfg_scale > 0) else None
-        samples, labels = sample_images(gpt, tokenizer, config.num_samples, config.batch_size, cfg_scale=cfg,
-                                        top_k=config.top_k or None, top_p=config.top_p if config.top_p < 1 else None,
-                                        temperature=config.temperature, seed=config.seed)
+        options = sampling_options(gpt.config.num_classes > 0, config.cfg_scale, config.top_k, config.top_p,
+                                   config.temperature)
+        labels = balanced_labels(config.num_samples, gpt.config.num_classes) if gpt.config.num_classes else None
+        samples = sample_images(gpt, tokenizer, labels, config.num_samples, config.batch_size, seed=config.seed,
+                                progress=True, **options)
         metrics["gfid"] = generation_fid(fid, samples, config.batch_size)
         metrics["gfid_counts"] = {"real": len(dataset), "generated": samples.shape[0]}
         if labels is not None:
             names = gpt.config.class_names or [str(i) for i in range(gpt.config.num_classes)]
             metrics["gfid_samples_per_class"] = {names[c]: int((labels == c).sum()) for c in range(len(names))}
-        metrics["sampling"] = {"cfg_scale": cfg, "top_k": config.top_k or None, "top_p": config.top_p,
+        metrics["sampling"] = {"cfg_scale": options["cfg_scale"], "top_k": options["top_k"], "top_p": config.top_p,
                                "temperature": config.temperature, "seed": config.seed}
     return Evaluation(metrics, reals, reconstructions, samples, labels)
 

@@ -19,7 +19,7 @@ from vqgan.trainer import fit
 
 from . import codes as code_cache
 from .model import GPT, GPTConfig
-from .sampling import generate
+from .sampling import sample_images, sampling_options
 from .train_config import GPTTrainConfig
 
 
@@ -113,25 +113,14 @@ class GPTModule(pl.LightningModule):
         self.log("val/bits_per_token", loss / math.log(2), prog_bar=True, sync_dist=True,
                  batch_size=batch["codes"].shape[0])
 
-    @torch.no_grad()
-    def sample_images(self, per_class: int, seed: int = 0) -> tuple[torch.Tensor, int]:
-        """(rows * per_class, 3, H, W) samples; one row per class (or one row if unconditional)."""
-        s, c = self.config.sample, self.gpt.config
-        tokenizer = self.tokenizer.to(self.device)
-        if c.num_classes:
-            cond = torch.arange(c.num_classes, device=self.device).repeat_interleave(per_class)
-        else:
-            cond = per_class
-        codes = generate(self.gpt, cond, temperature=s.temperature, top_k=s.top_k or None,
-                         top_p=s.top_p if s.top_p < 1 else None,
-                         cfg_scale=s.cfg_scale if (c.num_classes and s.cfg_scale > 0) else None,
-                         generator=torch.Generator(self.device).manual_seed(seed))
-        grid = codes.view(-1, c.grid_size, c.grid_size)
-        return tokenizer.decode(grid), per_class
-
     def log_images(self) -> dict[str, torch.Tensor]:
-        images, per_row = self.sample_images(self.config.sample.per_class)
-        return {"samples": image_grid(images, nrow=per_row)}
+        """A grid of samples: one row per class (one row if unconditional)."""
+        s, c = self.config.sample, self.gpt.config
+        labels = torch.arange(c.num_classes).repeat_interleave(s.per_class) if c.num_classes else None
+        count = labels.numel() if labels is not None else s.per_class
+        options = sampling_options(c.num_classes > 0, s.cfg_scale, s.top_k, s.top_p, s.temperature)
+        images = sample_images(self.gpt, self.tokenizer.to(self.device), labels, count, batch_size=count, **options)
+        return {"samples": image_grid(images, nrow=s.per_class)}
 
 
 def fit_gpt(config: GPTTrainConfig) -> Path:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from tqdm.auto import tqdm
 
 from .model import GPT
 
@@ -96,3 +97,27 @@ def _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, gen
             logits = model.last_logits(sequence)
     model.train(was_training)
     return out
+
+
+def sampling_options(conditional: bool, cfg_scale: float, top_k: int, top_p: float, temperature: float) -> dict:
+    """Config conventions (cfg_scale <= 0, top_k = 0 and top_p = 1 mean "off") -> `generate` arguments."""
+    return {"cfg_scale": cfg_scale if conditional and cfg_scale > 0 else None, "top_k": top_k or None,
+            "top_p": top_p if top_p < 1 else None, "temperature": temperature}
+
+
+@torch.no_grad()
+def sample_images(gpt: GPT, tokenizer, labels: torch.Tensor | None, count: int, batch_size: int, seed: int = 0,
+                  progress: bool = False, **options) -> torch.Tensor:
+    """`count` images (labels (count,) for a class-conditional GPT, None otherwise), sampled in
+    batches with one seeded generator and decoded by `tokenizer`: (count, 3, H, W) on the
+    [-1, 1] scale, on the CPU. `options` go to `generate`."""
+    device = gpt.head.weight.device
+    generator = torch.Generator(device).manual_seed(seed)
+    grid = gpt.config.grid_size
+    chunks = []
+    for start in tqdm(range(0, count, batch_size), desc="sampling", unit="batch", disable=not progress):
+        size = min(batch_size, count - start)
+        cond = labels[start:start + size].to(device) if labels is not None else size
+        codes = generate(gpt, cond, generator=generator, **options)
+        chunks.append(tokenizer.decode(codes.view(size, grid, grid)).cpu())
+    return torch.cat(chunks)

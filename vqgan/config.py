@@ -7,7 +7,6 @@ A misspelt key, a value of the wrong type or an out-of-range value stops with a
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,11 +99,6 @@ def config_from_dict(schema: type[T], values: dict, source: str) -> T:
         return OmegaConf.to_object(merged)
     except (ValueError, OmegaConfBaseException) as err:
         raise ConfigError(f"{source}: {str(err).splitlines()[0]}") from None
-
-
-def as_dict(config) -> dict:
-    """A dataclass config as plain JSON-able values."""
-    return dataclasses.asdict(config)
 
 
 def read_yaml(path: str | Path) -> dict:

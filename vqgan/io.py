@@ -32,11 +32,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def atomic_write_dir(path: str | Path, fill: Callable[[Path], None]) -> None:
     """Build a folder with `fill(tmp_dir)`, then swap it in for `path` as a whole.
 

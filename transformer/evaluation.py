@@ -61,14 +61,15 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
     """Reconstruction metrics of `tokenizer` and, given a `gpt`, gFID of its samples, against
     the same real images (the `config.split` split of `data`)."""
     dataset = evaluation_set(data, config.split)
-    lpips = LPIPS(PerceptualConfig(net=config.lpips_net, weights=config.lpips_weights))
-    fid = fid_lib.frechet_inception_distance(config.fid_weights)
+    device = tokenizer.device  # every network runs where the tokenizer is
+    lpips = LPIPS(PerceptualConfig(net=config.lpips_net, weights=config.lpips_weights)).to(device)
+    fid = fid_lib.frechet_inception_distance(config.fid_weights).to(device)
     metrics = {"split": config.split, "data_root": data.root, "resolution": data.resolution,
                "lpips_net": config.lpips_net, "fid_preprocessing": fid_lib.PREPROCESSING}
     metrics.update(reconstruction_metrics(tokenizer, dataset, lpips, fid, config.batch_size))
     metrics["rfid_counts"] = {"real": len(dataset), "reconstructed": len(dataset)}
     reals = torch.stack([dataset[i]["image"] for i in range(min(keep_images, len(dataset)))])
-    reconstructions = tokenizer.reconstruct(reals.to(next(tokenizer.parameters()).device)).cpu()
+    reconstructions = tokenizer.reconstruct(reals.to(device)).cpu()
 
     samples = labels = None
     if gpt is not None and config.num_samples > 0:

@@ -38,8 +38,8 @@ def check_pairing(config: GPTConfig, tokenizer: VQGAN, tokenizer_dir: str | Path
         )
 
 
-def frozen_tokenizer(directory: str | Path) -> VQGAN:
-    tokenizer = VQGAN.from_pretrained(directory)
+def frozen_tokenizer(directory: str | Path, device="cpu") -> VQGAN:
+    tokenizer = VQGAN.from_pretrained(directory, device)
     tokenizer.requires_grad_(False)
     return tokenizer.eval()
 
@@ -154,6 +154,6 @@ def load_generator(directory: str | Path, map_location="cpu") -> tuple[GPT, VQGA
     directory = Path(directory)
     gpt = GPT.from_pretrained(directory, map_location)
     tokenizer_dir = directory / "tokenizer"
-    tokenizer = frozen_tokenizer(tokenizer_dir).to(map_location)
+    tokenizer = frozen_tokenizer(tokenizer_dir, map_location)
     check_pairing(gpt.config, tokenizer, tokenizer_dir)
     return gpt, tokenizer

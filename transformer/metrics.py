@@ -15,5 +15,5 @@ def generation_fid(fid, images: torch.Tensor, batch_size: int = 50) -> float:
     """FID of `images` against the real features already in `fid` (which keeps them)."""
     fid.reset()
     for start in range(0, images.shape[0], batch_size):
-        fid.update(to_uint8(images[start:start + batch_size]), real=False)
+        fid.update(to_uint8(images[start:start + batch_size]).to(fid.device), real=False)
     return fid.compute().item()

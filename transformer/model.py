@@ -25,7 +25,7 @@ from torch import nn
 
 from vqgan.config import require
 from vqgan.io import atomic_write_dir
-from vqgan.model import CONFIG_NAME, WEIGHTS_NAME, load_model_config, load_weights
+from vqgan.model import CONFIG_NAME, WEIGHTS_NAME, load_model_config, load_pretrained
 
 
 @dataclass
@@ -254,7 +254,11 @@ class GPT(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location="cpu") -> "GPT":
+        """Load an export in eval mode, built directly on `map_location` (see `load_pretrained`)."""
         directory = Path(directory)
-        model = cls(load_model_config(GPTConfig, directory))
-        load_weights(model, directory, map_location)
-        return model.eval()
+        config = load_model_config(GPTConfig, directory)
+        return load_pretrained(lambda: cls(config), directory, map_location).eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device

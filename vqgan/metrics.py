@@ -33,7 +33,7 @@ def reconstruction_metrics(tokenizer: VQGAN, dataset: Dataset, lpips: LPIPS | No
                            batch_size: int = 64, progress: bool = True) -> dict:
     """Mean PSNR / SSIM / LPIPS over `dataset` (items with an "image"), rFID if `fid` is given
     (its real features are the dataset's), and codebook usage over all the codes."""
-    device = next(tokenizer.parameters()).device
+    device = tokenizer.device
     sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0}
     counts = torch.zeros(tokenizer.codebook_size, device=device)
     n = 0

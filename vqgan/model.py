@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -26,6 +27,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 # Training-time state that a tokenizer export leaves out.
 _NOT_EXPORTED = (".usage.", ".train_state.")
+_FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 
 
 @dataclass
@@ -170,12 +172,19 @@ class VQGAN(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "VQGAN":
-        """Load an exported tokenizer, in eval mode. Errors name the bad file."""
+        """Load an exported tokenizer, in eval mode, built directly on `map_location` ("cuda",
+        "cpu", or "meta" for the architecture alone). Errors name the bad file."""
         directory = Path(directory)
         config = load_model_config(VQGANConfig, directory)
-        model = cls(config)
-        load_weights(model, directory, map_location, skip=_NOT_EXPORTED)
-        return model.eval()
+        return load_pretrained(lambda: cls(config), directory, map_location, skip=_NOT_EXPORTED).eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder.conv_out.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.decoder.conv_out.weight.dtype
 
 
 def load_model_config(schema, directory: Path):
@@ -192,20 +201,47 @@ def load_model_config(schema, directory: Path):
     return config_from_dict(schema, values, str(path))
 
 
-def load_weights(model: nn.Module, directory: Path, map_location, skip: tuple[str, ...] = ()) -> None:
-    """Load `directory/model.safetensors` strictly: every key present, every shape equal."""
+def load_pretrained(build, directory: Path, device, skip: tuple[str, ...] = ()) -> nn.Module:
+    """`build()` a model on `device` and load `directory/model.safetensors` into it strictly.
+
+    The file's tensor shapes are checked against a skeleton on the "meta" device first, so a
+    config.json that asks for a huge model fails before any memory is allocated. Weights of a
+    lower precision (fp16 / bf16 exports) load into the model's fp32 parameters."""
+    path = directory / WEIGHTS_NAME
+    with torch.device("meta"):
+        skeleton = build()
+    check_weights_file(skeleton, directory, skip)
+    device = torch.device(device)
+    with torch.device(device):
+        model = build()
+    if device.type == "meta":  # the architecture only: no weights to read
+        return model
+    state = load_file(str(path), device=str(device))
+    nonfinite = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if nonfinite:
+        raise ValueError(f"{path} holds NaN or infinite values in {nonfinite[:3]}: not a usable export")
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+def check_weights_file(model: nn.Module, directory: Path, skip: tuple[str, ...] = ()) -> None:
+    """Every key of `model` (less `skip`) present in `directory/model.safetensors` with the same
+    shape and a floating dtype where the model has one; read from the header alone."""
     path = directory / WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing")
     try:
-        state = load_file(str(path), device=str(map_location))
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
     expected = {k: v for k, v in model.state_dict().items() if not any(s in k for s in skip)}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong = sorted(k for k in set(shapes) & set(expected) if shapes[k][0] != tuple(expected[k].shape))
+    not_float = sorted(k for k in set(shapes) & set(expected)
+                       if expected[k].is_floating_point() and shapes[k][1] not in _FLOAT_DTYPES)
+    if missing or unexpected or wrong or not_float:
         details = []
         if missing:
             details.append(f"missing {missing[:3]}")
@@ -213,6 +249,7 @@ def load_weights(model: nn.Module, directory: Path, map_location, skip: tuple[st
             details.append(f"unexpected {unexpected[:3]}")
         if wrong:
             k = wrong[0]
-            details.append(f"shape of '{k}' is {tuple(state[k].shape)}, config.json implies {tuple(expected[k].shape)}")
+            details.append(f"shape of '{k}' is {shapes[k][0]}, config.json implies {tuple(expected[k].shape)}")
+        if not_float:
+            details.append(f"'{not_float[0]}' is {shapes[not_float[0]][1]}, not a floating-point tensor")
         raise ValueError(f"{path} does not match {directory / CONFIG_NAME}: " + "; ".join(details))
-    model.load_state_dict(state, strict=False)

@@ -127,7 +127,11 @@ class Quantizer(nn.Module):
         raise NotImplementedError
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        out = self.quantize(z)
+        # Distances, EMA statistics, k-means and counts decide discrete choices or running
+        # statistics: they run in fp32 whatever the autocast state or the model's dtype.
+        with torch.autocast(z.device.type, enabled=False):
+            out = self.quantize(z.float())
+        out.z_q = out.z_q.to(z.dtype)  # back to the caller's dtype (bf16 under autocast)
         counts = torch.bincount(out.indices.flatten(), minlength=self.codebook_size).float()
         out.stats["perplexity"] = perplexity(counts)
         out.stats["batch_usage"] = (counts > 0).float().mean()
@@ -208,7 +212,7 @@ class NearestNeighbourQuantizer(Quantizer):
         return F.normalize(weight, dim=1) if self.normalize else weight
 
     def nearest(self, z_flat: torch.Tensor) -> torch.Tensor:
-        return squared_distances(z_flat.detach(), self.codebook().detach()).argmin(dim=1)
+        return squared_distances(z_flat.detach(), self.codebook().detach().float()).argmin(dim=1)
 
     def quantize(self, z: torch.Tensor) -> QuantizerOutput:
         b, d, h, w = z.shape
@@ -216,7 +220,7 @@ class NearestNeighbourQuantizer(Quantizer):
         if self.normalize:
             z_flat = F.normalize(z_flat, dim=1)
         indices = self.nearest(z_flat)  # (N,)
-        q = self.codebook()[indices]  # (N, D), carries the codebook gradient
+        q = self.codebook()[indices].float()  # (N, D), carries the codebook gradient
         loss = F.mse_loss(q, z_flat.detach()) + self.beta * F.mse_loss(z_flat, q.detach())
         out = self._straight_through(z_flat, q, indices, loss, (b, h, w))
         if self.training and self.restart_threshold > 0:
@@ -261,7 +265,7 @@ class EMAQuantizer(NearestNeighbourQuantizer):
         if self.training and not self.train_state.initialized:
             self._kmeans_init(z_flat.detach())
         indices = self.nearest(z_flat)
-        q = self.embedding.weight[indices]
+        q = self.embedding.weight[indices].float()
         loss = self.beta * F.mse_loss(z_flat, q.detach())
         out = self._straight_through(z_flat, q, indices, loss, (b, h, w))
         if self.training:

@@ -32,7 +32,7 @@ class GumbelQuantizer(Quantizer):
         return c.tau_end + 0.5 * (c.tau_start - c.tau_end) * (1 + math.cos(math.pi * progress))
 
     def quantize(self, z: torch.Tensor) -> QuantizerOutput:
-        logits = self.proj(z)  # (B, K, h, w)
+        logits = self.proj(z.to(self.proj.weight.dtype)).float()  # (B, K, h, w)
         if self.training or self.config.eval_noise:
             hard = self.config.straight_through if self.training else True
             one_hot = F.gumbel_softmax(logits, tau=self.temperature(), dim=1, hard=hard)
@@ -40,7 +40,7 @@ class GumbelQuantizer(Quantizer):
         else:
             indices = logits.argmax(dim=1)  # (B, h, w)
             one_hot = F.one_hot(indices, self.codebook_size).permute(0, 3, 1, 2).to(logits.dtype)
-        z_q = torch.einsum("bnhw,nd->bdhw", one_hot, self.embed.weight)
+        z_q = torch.einsum("bnhw,nd->bdhw", one_hot, self.embed.weight.float())
         q = F.softmax(logits, dim=1)
         kl = torch.sum(q * torch.log(q * self.codebook_size + 1e-10), dim=1).mean()
         if self.training:

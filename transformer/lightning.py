@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -125,6 +126,7 @@ class GPTModule(pl.LightningModule):
 
 def fit_gpt(config: GPTTrainConfig) -> Path:
     """Build or reuse the code cache, train, and export `<run_dir>/gpt/` (with the tokenizer)."""
+    started = time.perf_counter()  # a time budget counts building the code cache too
     if not config.tokenizer:
         raise ValueError("no tokenizer given: pass tokenizer=<folder exported by train_vqgan.py>")
     run_dir = Path(config.run_dir)
@@ -142,7 +144,7 @@ def fit_gpt(config: GPTTrainConfig) -> Path:
     if config.model.num_classes and not config.model.class_names:
         config.model.class_names = list(names)
     module = GPTModule(config, tokenizer)
-    trainer = fit(module, datamodule, config, run_dir)
+    trainer = fit(module, datamodule, config, run_dir, started=started)
     export = Path(config.export_dir or run_dir / "gpt")
     if trainer.is_global_zero:
         module.gpt.save_pretrained(export, tokenizer_dir=config.tokenizer)

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import json
 import resource
 import time
 from dataclasses import dataclass, field
@@ -15,12 +16,15 @@ from pathlib import Path
 
 import torch
 
-from vqgan.config import load_config, save_config
+from vqgan import fid as fid_lib
+from vqgan.config import load_config, require, save_config
+from vqgan.hardware import describe_machine
 from vqgan.images import image_grid, paired_rows, save_png
 from vqgan.lightning import fit_vqgan
 from vqgan.train_config import VQGANTrainConfig
 
 from .evaluation import EvalConfig, evaluate, format_table, write_metrics
+from .job_budget import END_MARGIN_S, STAGE1_SHARE, estimate_evaluation_seconds
 from .lightning import fit_gpt, load_generator
 from .train_config import GPTTrainConfig
 
@@ -33,7 +37,11 @@ class MainJobConfig:
     gpt_config: str = "configs/transformer/emoji32.yaml"
     gpt_overrides: list[str] = field(default_factory=list)
     samples_per_row: int = 10  # columns of samples.png
+    budget_minutes: float = 0.0  # whole job, evaluation included; 0: the stage configs' max_steps
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        require(self.budget_minutes >= 0, "budget_minutes", "must be >= 0")
 
 
 def samples_by_class(images: torch.Tensor, labels: torch.Tensor | None, per_row: int) -> torch.Tensor:
@@ -49,25 +57,45 @@ def phase(name: str) -> float:
     return time.perf_counter()
 
 
+def read_budget(run_dir: Path) -> dict:
+    """What a budgeted stage chose (budget.json), or {} for a stage with a fixed max_steps."""
+    path = run_dir / "budget.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def run_main_job(config: MainJobConfig) -> dict:
+    job_start = time.perf_counter()
     run = Path(config.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     save_config(config, run / "main_job.yaml")
+    # With a budget the stages size themselves (max_steps=0), unless an override gives max_steps.
+    budgeted = ["trainer.max_steps=0", "trainer.budget_minutes=1"] if config.budget_minutes > 0 else []
     # Load both stage configs first, so a typo stops the job before any training.
     vqgan_config = load_config(VQGANTrainConfig, config.vqgan_config, [
-        f"run_dir={run / 'stage1'}", f"export_dir={run / 'tokenizer'}", *config.vqgan_overrides])
+        f"run_dir={run / 'stage1'}", f"export_dir={run / 'tokenizer'}", *budgeted, *config.vqgan_overrides])
     gpt_config = load_config(GPTTrainConfig, config.gpt_config, [
         f"run_dir={run / 'stage2'}", f"export_dir={run / 'gpt'}", f"tokenizer={run / 'tokenizer'}",
         f"data.root={vqgan_config.data.root}", f"data.resolution={vqgan_config.data.resolution}",
         f"data.val_fraction={vqgan_config.data.val_fraction}", f"data.split_seed={vqgan_config.data.split_seed}",
-        *config.gpt_overrides])
+        *budgeted, *config.gpt_overrides])
     timings = {}
+    training_deadline = None
+    if config.budget_minutes > 0:
+        start = phase("timing the evaluation, to split the budget")
+        fid = fid_lib.frechet_inception_distance(config.eval.fid_weights)
+        eval_s = estimate_evaluation_seconds(vqgan_config.model, gpt_config.model, vqgan_config.data, config.eval, fid)
+        training_deadline = job_start + config.budget_minutes * 60 - eval_s - END_MARGIN_S
+        timings["evaluation_estimate_s"] = eval_s
+        vqgan_config.trainer.budget_minutes = STAGE1_SHARE * (training_deadline - time.perf_counter()) / 60
+        print(f"evaluation estimated at {eval_s:.0f} s; stage 1 gets {vqgan_config.trainer.budget_minutes:.1f} min")
 
     start = phase("stage 1: training the VQGAN tokenizer")
     fit_vqgan(vqgan_config)
     timings["stage1_s"] = time.perf_counter() - start
 
     start = phase("stage 2: training the GPT on the tokenizer's codes")
+    if training_deadline is not None:
+        gpt_config.trainer.budget_minutes = max(0.5, (training_deadline - time.perf_counter()) / 60)
     fit_gpt(gpt_config)
     timings["stage2_s"] = time.perf_counter() - start
 
@@ -79,9 +107,12 @@ def run_main_job(config: MainJobConfig) -> dict:
     grid = samples_by_class(result.samples, result.sample_labels, config.samples_per_row)
     save_png(image_grid(grid, nrow=config.samples_per_row), run / "samples.png")
     timings["evaluation_s"] = time.perf_counter() - start
-    metrics = {**result.metrics, "timings": timings,
+    timings["total_s"] = time.perf_counter() - job_start
+    metrics = {**result.metrics, "timings": timings, "budget_minutes": config.budget_minutes,
                "stage1_steps": vqgan_config.trainer.max_steps, "stage2_steps": gpt_config.trainer.max_steps,
+               "stage1_budget": read_budget(run / "stage1"), "stage2_budget": read_budget(run / "stage2"),
                "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+               "machine": describe_machine(),
                "sample_rows": gpt.config.class_names,
                # peak resident memory of this process, and of the largest data-loader worker
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

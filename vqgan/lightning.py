@@ -2,6 +2,7 @@
 and `fit_vqgan`, which runs a whole training from a config and exports the tokenizer."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -190,13 +191,14 @@ def fit_vqgan(config: VQGANTrainConfig, callbacks: list[pl.Callback] = ()) -> Pa
     Writes under `config.run_dir`: config.yaml, classes.json, checkpoints/last.ckpt,
     images/*.png, tensorboard/ and tokenizer/ (or `export_dir`). Returns the tokenizer folder.
     """
+    started = time.perf_counter()  # a time budget counts the set-up too
     run_dir = Path(config.run_dir)
     pl.seed_everything(config.seed, workers=True)
     datamodule = ImageDataModule(config.data, seed=config.seed)
     datamodule.setup()
     rank_zero_only(datamodule.save_class_names)(run_dir / "classes.json")
     module = VQGANModule(config)
-    trainer = fit(module, datamodule, config, run_dir, callbacks)
+    trainer = fit(module, datamodule, config, run_dir, callbacks, started)
     tokenizer_dir = Path(config.export_dir or run_dir / "tokenizer")
     if trainer.is_global_zero:
         module.model.save_pretrained(tokenizer_dir)

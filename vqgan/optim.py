@@ -36,8 +36,11 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Learning-rate multiplier: linear warmup to 1, then cosine down to `min_ratio` at `total`."""
+    """Learning-rate multiplier: linear warmup to 1, then cosine down to `min_ratio` at `total`
+    (`total` = 0: not fixed yet, as while a time budget is being measured; holds at 1)."""
     if step < warmup:
         return (step + 1) / warmup
+    if total <= 0:
+        return 1.0
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

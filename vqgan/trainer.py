@@ -1,6 +1,7 @@
 """The Lightning Trainer both stages run under: devices, precision, checkpoints, logging."""
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,9 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from .callbacks import ImageGridLogger
 from .config import require, save_config
+from .budget import StepBudget
 from .errors import CheckpointError
+from .hardware import native_bf16
 from .resume import ResumeState
 
 # Expected here, not problems: checkpoints are taken after the optimizer steps (what resuming
@@ -25,12 +28,13 @@ warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the s
 class TrainerConfig:
     """Passed on to `pl.Trainer`; `devices`, `strategy`, `num_nodes` scale out with DDP."""
 
-    max_steps: int = 1000  # training batches
+    max_steps: int = 1000  # training batches; 0: chosen from budget_minutes
+    budget_minutes: float = 0.0  # with max_steps=0: wall-clock budget of the run, start-up included
     accelerator: str = "auto"  # auto | cpu | gpu
     devices: str = "auto"  # "auto", a count ("8") or a list ("0,1")
     num_nodes: int = 1
     strategy: str = "auto"  # e.g. ddp
-    precision: str = "auto"  # auto: bf16-mixed on CUDA, 32-true elsewhere
+    precision: str = "auto"  # auto: bf16-mixed where bf16 is native (CUDA, AVX512-BF16/AMX CPUs), else 32-true
     log_every: int = 10  # batches between scalar logs
     image_every: int = 500  # batches between image grids (0: only at the end)
     checkpoint_every: int = 500  # batches between checkpoints
@@ -39,17 +43,20 @@ class TrainerConfig:
     progress_bar: bool = True
 
     def __post_init__(self):
-        require(self.max_steps > 0, "trainer.max_steps", "must be positive")
+        require(self.max_steps > 0 or (self.max_steps == 0 and self.budget_minutes > 0), "trainer.max_steps",
+                "must be positive, or 0 with trainer.budget_minutes > 0")
+        require(self.budget_minutes >= 0, "trainer.budget_minutes", "must be >= 0")
         require(self.num_nodes > 0, "trainer.num_nodes", "must be positive")
         for key in ("log_every", "image_every", "checkpoint_every", "val_every", "limit_val_batches"):
             require(getattr(self, key) >= 0, f"trainer.{key}", "must be >= 0")
 
 
 def resolved_precision(config: TrainerConfig) -> str:
+    """"auto": bf16-mixed where the device computes bf16 natively, fp32 elsewhere."""
     if config.precision != "auto":
         return config.precision
     use_cuda = config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if use_cuda and torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if native_bf16("cuda" if use_cuda else "cpu") else "32-true"
 
 
 def _devices(value: str):
@@ -97,7 +104,7 @@ def build_trainer(config: TrainerConfig, run_dir: str | Path, callbacks: list[pl
         save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False,
     )
     return pl.Trainer(
-        max_steps=config.max_steps,
+        max_steps=config.max_steps or -1,  # 0: StepBudget sets it after timing the first batches
         max_epochs=-1,
         accelerator=config.accelerator,
         devices=_devices(config.devices),
@@ -119,12 +126,18 @@ def build_trainer(config: TrainerConfig, run_dir: str | Path, callbacks: list[pl
 
 
 def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, config, run_dir: str | Path,
-        callbacks: list[pl.Callback] = ()) -> pl.Trainer:
+        callbacks: list[pl.Callback] = (), started: float | None = None) -> pl.Trainer:
     """Train `module` under `config.trainer`: image grids, checkpoints every
     `checkpoint_every` batches and at the end, exact resume from `<run_dir>/checkpoints/last.ckpt`
     (or `config.resume`), and a clean stop with a checkpoint on SIGTERM / SIGINT
-    (raised afterwards as `TrainingInterrupted`). Saves the merged config beside the outputs."""
+    (raised afterwards as `TrainingInterrupted`). Saves the merged config beside the outputs.
+    With `trainer.max_steps=0` the number of batches comes from `trainer.budget_minutes`,
+    counted from `started` (a `time.perf_counter()` value; default: now)."""
     run_dir = Path(run_dir)
+    callbacks = list(callbacks)
+    if config.trainer.max_steps == 0:
+        callbacks.append(StepBudget(config.trainer, run_dir / "budget.json",
+                                    time.perf_counter() if started is None else started))
     last = checkpoint_dir(run_dir) / "last.ckpt"
     datamodule.setup("fit")
     resume_state = ResumeState(datamodule.train_sampler, datamodule.batch_size, last)

@@ -1,0 +1,46 @@
+"""How the main job splits a wall-clock budget: the evaluation's time is measured up front (its
+cost is fixed by its sample counts), the rest goes to the two training stages in fixed shares."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from vqgan.data import DataConfig
+from vqgan.model import VQGAN, VQGANConfig
+
+from .evaluation import EvalConfig, evaluation_set
+from .model import GPT, GPTConfig
+from .sampling import generate, sampling_options
+
+STAGE1_SHARE = 0.62  # of the training time; stage 2 gets what stage 1 leaves
+FIXED_EVAL_S = 15.0  # loading LPIPS and Inception, two Frechet distances, grids
+END_MARGIN_S = 20.0  # process start-up and teardown outside the stages
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def estimate_evaluation_seconds(tokenizer: VQGANConfig, gpt: GPTConfig, data: DataConfig, config: EvalConfig,
+                                fid) -> float:
+    """Seconds the evaluation will take on this machine: one batch of each kind of work is timed
+    (Inception features, sampling with the configured guidance, decoding) with random weights,
+    whose speed is that of trained ones, and scaled to the evaluation's image counts."""
+    batch = config.batch_size
+    num_real = len(evaluation_set(data, config.split))
+    images = torch.randint(0, 256, (batch, 3, data.resolution, data.resolution), dtype=torch.uint8)
+    fid.update(images, real=False)  # warm-up
+    per_feature = _seconds(lambda: fid.update(images, real=False)) / batch
+    fid.reset()
+    model = GPT(gpt).eval()
+    decoder = VQGAN(tokenizer).eval()
+    labels = torch.arange(batch) % gpt.num_classes if gpt.num_classes else batch
+    options = sampling_options(gpt.num_classes > 0, config.cfg_scale, config.top_k, config.top_p, config.temperature)
+    grid = gpt.grid_size
+    per_sample = _seconds(lambda: decoder.decode(generate(model, labels, **options).view(-1, grid, grid))) / batch
+    samples = config.num_samples
+    return FIXED_EVAL_S + per_feature * (2 * num_real + samples) + per_sample * samples

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= cpu
 
-.PHONY: install weights test demo clean
+.PHONY: install weights test demo clean gpu-bundle
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,7 @@ demo: install weights
 
 clean:
 	rm -rf $(VENV) weights runs
+
+# What scripts/gpu_check.sh needs on a GPU machine without internet (carry gpu_bundle/ and weights/lpips/).
+gpu-bundle: install weights/lpips/alexnet.safetensors
+	$(PY) -m pip wheel --no-deps -w gpu_bundle omegaconf antlr4-python3-runtime==4.9.3 lpips

@@ -3,14 +3,16 @@
     python scripts/bench.py --out bench.json
 
 Prints one JSON object. Each figure is the median of --repeats runs after a warm-up; each
-phase runs in its own process so its peak RSS is its own. The recompute-everything sampler
-(the reference the KV cache is measured against) runs once at the medium size, where one
-run takes minutes on a CPU.
+phase runs in its own process so its peak RSS is its own, under a time limit (--phase-timeout):
+a phase that fails or runs out of time is reported with its error and the others still run.
+Sampling is measured against a KV cache grown by concatenation as taming-transformers grows
+it (scripts/concat_cache_sampler.py, same weights, same codes) and, at the small size, against
+recomputing the whole sequence every step. The large size runs only on a GPU by default.
 """
 import argparse
 import json
 import multiprocessing as mp
-import platform
+import queue as queue_module
 import resource
 import statistics
 import sys
@@ -21,8 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch  # noqa: E402
 
+from vqgan.hardware import describe_machine  # noqa: E402
+from vqgan.trainer import resolved_precision  # noqa: E402
+
 SIZES = {"small": dict(vocab_size=512, grid_size=8, n_layer=4, n_embd=256, n_head=4, batch=16),
-         "medium": dict(vocab_size=1024, grid_size=16, n_layer=8, n_embd=512, n_head=8, batch=8)}
+         "medium": dict(vocab_size=1024, grid_size=16, n_layer=8, n_embd=512, n_head=8, batch=8),
+         "large": dict(vocab_size=16384, grid_size=16, n_layer=12, n_embd=768, n_head=12, batch=32)}
 
 
 def timed(fn, repeats: int, warmup: int = 1) -> float:
@@ -53,18 +59,29 @@ def gpt_of(size: str):
 
 
 def sampling(size: str, repeats: int) -> dict:
+    """`generate` as it runs by default on this device (weights in `sampling_dtype`, a CUDA graph
+    on CUDA) against the concatenating cache in fp32, as taming ships it; top-k 100, no guidance."""
+    from concat_cache_sampler import concat_cache_generate
     from transformer import generate
+    from transformer.sampling import sampling_dtype
 
     model, batch = gpt_of(size)
     labels = torch.arange(batch, device=device()) % 10
     tokens = batch * model.config.num_image_tokens
-    cached = timed(lambda: generate(model, labels, top_k=100, generator=torch.Generator(device()).manual_seed(0)),
-                   repeats)
-    plain_repeats = 1 if size == "medium" else repeats
-    plain = timed(lambda: generate(model, labels, top_k=100, use_cache=False,
-                                   generator=torch.Generator(device()).manual_seed(0)), plain_repeats, warmup=0)
-    return {"cached_tokens_per_s": tokens / cached, "recompute_tokens_per_s": tokens / plain,
-            "speedup": plain / cached, "recompute_runs": plain_repeats}
+    seeded = lambda: torch.Generator(device()).manual_seed(0)  # noqa: E731
+    concat = timed(lambda: concat_cache_generate(model, labels, top_k=100, generator=seeded()), repeats)
+    result = {"concat_cache_s": concat}
+    if size == "small":
+        result["recompute_s"] = timed(lambda: generate(model, labels, top_k=100, use_cache=False,
+                                                       generator=seeded()), repeats, warmup=0)
+    dtype = sampling_dtype(device())
+    fast = model.to(dtype)
+    ours = timed(lambda: generate(fast, labels, top_k=100, generator=seeded()), repeats)
+    result.update({"ours_s": ours, "ours_dtype": str(dtype).replace("torch.", ""), "tokens": tokens,
+                   "ours_tokens_per_s": tokens / ours, "speedup_vs_concat_cache": concat / ours})
+    if "recompute_s" in result:
+        result["speedup_vs_recompute"] = result["recompute_s"] / ours
+    return result
 
 
 def gpt_forward_flops(repeats: int) -> dict:
@@ -86,7 +103,7 @@ def gpt_forward_flops(repeats: int) -> dict:
             "flops_utilisation": flops / seconds / peak}
 
 
-CONFIGS = {"vqgan": "configs/vqgan/emoji32.yaml", "gpt": "configs/transformer/emoji32.yaml"}
+CONFIGS = {"vqgan": "configs/vqgan/emoji32.yaml", "gpt": "configs/transformer/emoji32.yaml", "vqgan_overrides": []}
 
 
 def bench_tokenizer():
@@ -95,7 +112,7 @@ def bench_tokenizer():
     from vqgan.config import load_config
     from vqgan.train_config import VQGANTrainConfig
 
-    config = load_config(VQGANTrainConfig, CONFIGS["vqgan"])
+    config = load_config(VQGANTrainConfig, CONFIGS["vqgan"], CONFIGS["vqgan_overrides"])
     return VQGAN(config.model).to(device()).eval(), config
 
 
@@ -129,8 +146,7 @@ def gpt_training(repeats: int) -> dict:
     image_batches = iter(DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=0))
     codes = torch.randint(0, config.model.vocab_size, (len(index.paths), config.model.num_image_tokens))  # the cache
     labels = torch.tensor(index.labels)
-    precision = config.trainer.precision
-    autocast = precision.startswith("bf16") or (precision == "auto" and device() == "cuda")
+    autocast = resolved_precision(config.trainer) == "bf16-mixed"
 
     def step(x_codes, y):
         with torch.autocast(device(), dtype=torch.bfloat16, enabled=autocast):
@@ -167,17 +183,20 @@ def vqgan_training(repeats: int) -> dict:
         config = load_config(VQGANTrainConfig, CONFIGS["vqgan"], [
             f"run_dir={run_dir}", f"trainer.max_steps={steps}", "loss.disc_weight=0.5", "loss.disc_start=0",
             "trainer.image_every=0", "trainer.val_every=0", "trainer.progress_bar=false",
-            "trainer.checkpoint_every=0", "loss.discriminator.n_layers=2"])
+            "trainer.checkpoint_every=0", "loss.discriminator.n_layers=2", *CONFIGS["vqgan_overrides"]])
         timer = StepTimer()
         fit_vqgan(config, callbacks=[timer])
     seconds = timer.median(skip=5)
     return {"vqgan_train_step_s": seconds, "images_per_s": config.data.batch_size / seconds,
-            "batch": config.data.batch_size}
+            "data_wait_share": timer.data_wait_share(skip=5), "batch": config.data.batch_size,
+            "resolution": config.data.resolution, "precision": resolved_precision(config.trainer),
+            "compile": config.trainer.compile}
 
 
 PHASES = {
     "sampling_small": lambda r: sampling("small", r),
     "sampling_medium": lambda r: sampling("medium", r),
+    "sampling_large": lambda r: sampling("large", r),
     "gpt_forward": gpt_forward_flops,
     "tokenizer": tokenizer_throughput,
     "gpt_training": gpt_training,
@@ -188,50 +207,54 @@ PHASES = {
 def run_phase(queue, name: str, repeats: int, threads: int, configs: dict) -> None:
     torch.set_num_threads(threads)
     CONFIGS.update(configs)
-    result = PHASES[name](repeats)
+    try:
+        result = PHASES[name](repeats)
+    except Exception as err:  # noqa: BLE001 - reported in the JSON; the other phases still run
+        result = {"error": f"{type(err).__name__}: {err}"}
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(result)
 
 
-def run_isolated(context, name: str, *args) -> dict:
-    """One phase in a fresh (non-daemon, so it may start data workers) process."""
+def run_isolated(context, name: str, timeout: float, *args) -> dict:
+    """One phase in a fresh (non-daemon, so it may start data workers) process, killed after
+    `timeout` seconds; a crash or a time-out is reported as the phase's error."""
     queue = context.Queue()
     process = context.Process(target=run_phase, args=(queue, name, *args))
     process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
-def cpu_model() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+        result = queue.get(timeout=timeout)
+    except queue_module.Empty:
+        result = {"error": f"no result within {timeout:.0f} s" if process.is_alive()
+                  else f"the phase process died (exit code {process.exitcode})"}
+    process.join(timeout=10)
+    if process.is_alive():
+        process.kill()
+        process.join()
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset of " + ",".join(PHASES))
+    default_phases = [p for p in PHASES if p != "sampling_large" or torch.cuda.is_available()]
+    parser.add_argument("--phases", default=",".join(default_phases),
+                        help="comma-separated subset of " + ",".join(PHASES))
+    parser.add_argument("--phase-timeout", type=float, default=900, help="seconds before a phase is stopped")
     parser.add_argument("--vqgan-config", default=CONFIGS["vqgan"], help="tokenizer and stage-1 step to time")
     parser.add_argument("--gpt-config", default=CONFIGS["gpt"], help="GPT of the training-step comparison")
+    parser.add_argument("--vqgan-overrides", default="", help="key=value overrides of the tokenizer config, space-separated")
     parser.add_argument("--main-job-metrics", default="runs/demo/metrics.json",
                         help="metrics.json of a main-job run, for its peak memory")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
-    result = {"torch": torch.__version__, "threads": args.threads, "device": device(), "cpu": cpu_model(),
-              "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "repeats": args.repeats}
-    configs = {"vqgan": args.vqgan_config, "gpt": args.gpt_config}
+    result = {**describe_machine(), "threads": args.threads, "device": device(), "repeats": args.repeats}
+    configs = {"vqgan": args.vqgan_config, "gpt": args.gpt_config, "vqgan_overrides": args.vqgan_overrides.split()}
     result["configs"] = configs
     context = mp.get_context("spawn")
     for name in args.phases.split(","):
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        result[name] = run_isolated(context, name, args.repeats, args.threads, configs)
+        result[name] = run_isolated(context, name, args.phase_timeout, args.repeats, args.threads, configs)
     main_job = Path(args.main_job_metrics)
     if main_job.is_file():
         result["main_job_peak_rss_mb"] = json.loads(main_job.read_text()).get("peak_rss_mb")

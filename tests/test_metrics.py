@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from tests.conftest import EMOJI, REPO
 from transformer.main_job import MainJobConfig, run_main_job
@@ -84,7 +85,10 @@ def test_main_job_pipeline_on_a_tiny_preset(tmp_path, emoji_subset, lpips_weight
     saved = json.loads((job / "metrics.json").read_text())
     assert saved["gfid_counts"] == {"real": 14, "generated": 9} and saved["rfid_counts"]["real"] == 14
     assert sum(saved["gfid_samples_per_class"].values()) == 9
-    assert set(metrics["timings"]) == {"stage1_s", "stage2_s", "evaluation_s"}
+    assert set(metrics["timings"]) == {"stage1_s", "stage2_s", "evaluation_s", "total_s"}
+    assert saved["machine"]["cpu_capability"] and saved["stage1_steps"] == 4 and saved["stage1_budget"] == {}
+    samples = load_file(str(job / "samples.safetensors"))
+    assert samples["samples"].dtype == torch.uint8 and samples["samples"].shape == (9, 3, 32, 32)
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "main").glob("*.yaml")), ids=lambda p: p.name)

@@ -26,7 +26,7 @@ class EvalConfig:
     batch_size: int = 50
     lpips_net: str = "alex"
     lpips_weights: str = ""  # "": $VQGAN_LPIPS_WEIGHTS
-    fid_weights: str = ""  # "": $VQGAN_FID_WEIGHTS; "torch-fidelity": download
+    fid_weights: str = ""  # "": $VQGAN_FID_WEIGHTS; "torch-fidelity": download; "off": no rFID / gFID
     num_samples: int = 300  # gFID samples, class-balanced
     cfg_scale: float = 2.0  # 0: no guidance
     top_k: int = 0  # 0: off
@@ -63,11 +63,12 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
     dataset = evaluation_set(data, config.split)
     device = tokenizer.device  # every network runs where the tokenizer is
     lpips = LPIPS(PerceptualConfig(net=config.lpips_net, weights=config.lpips_weights)).to(device)
-    fid = fid_lib.frechet_inception_distance(config.fid_weights).to(device)
+    fid = None if config.fid_weights == "off" else fid_lib.frechet_inception_distance(config.fid_weights).to(device)
     metrics = {"split": config.split, "data_root": data.root, "resolution": data.resolution,
                "lpips_net": config.lpips_net, "fid_preprocessing": fid_lib.PREPROCESSING}
     metrics.update(reconstruction_metrics(tokenizer, dataset, lpips, fid, config.batch_size))
-    metrics["rfid_counts"] = {"real": len(dataset), "reconstructed": len(dataset)}
+    if fid is not None:
+        metrics["rfid_counts"] = {"real": len(dataset), "reconstructed": len(dataset)}
     reals = torch.stack([dataset[i]["image"] for i in range(min(keep_images, len(dataset)))])
     reconstructions = tokenizer.reconstruct(reals.to(device)).cpu()
 
@@ -78,8 +79,9 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
         labels = balanced_labels(config.num_samples, gpt.config.num_classes) if gpt.config.num_classes else None
         samples = sample_images(gpt, tokenizer, labels, config.num_samples, config.batch_size, seed=config.seed,
                                 progress=True, **options)
-        metrics["gfid"] = generation_fid(fid, samples, config.batch_size)
-        metrics["gfid_counts"] = {"real": len(dataset), "generated": samples.shape[0]}
+        if fid is not None:
+            metrics["gfid"] = generation_fid(fid, samples, config.batch_size)
+            metrics["gfid_counts"] = {"real": len(dataset), "generated": samples.shape[0]}
         if labels is not None:
             names = gpt.config.class_names or [str(i) for i in range(gpt.config.num_classes)]
             metrics["gfid_samples_per_class"] = {names[c]: int((labels == c).sum()) for c in range(len(names))}

@@ -32,10 +32,12 @@ def estimate_evaluation_seconds(tokenizer: VQGANConfig, gpt: GPTConfig, data: Da
     whose speed is that of trained ones, and scaled to the evaluation's image counts."""
     batch = config.batch_size
     num_real = len(evaluation_set(data, config.split))
-    images = torch.randint(0, 256, (batch, 3, data.resolution, data.resolution), dtype=torch.uint8)
-    fid.update(images, real=False)  # warm-up
-    per_feature = _seconds(lambda: fid.update(images, real=False)) / batch
-    fid.reset()
+    per_feature = 0.0
+    if fid is not None:
+        images = torch.randint(0, 256, (batch, 3, data.resolution, data.resolution), dtype=torch.uint8)
+        fid.update(images, real=False)  # warm-up
+        per_feature = _seconds(lambda: fid.update(images, real=False)) / batch
+        fid.reset()
     model = GPT(gpt).eval()
     decoder = VQGAN(tokenizer).eval()
     labels = torch.arange(batch) % gpt.num_classes if gpt.num_classes else batch

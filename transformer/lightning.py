@@ -14,13 +14,13 @@ from vqgan.data import scan_images
 from vqgan.images import image_grid
 from vqgan.lightning import check_finite
 from vqgan.model import VQGAN
-from vqgan.optim import param_groups, warmup_cosine
+from vqgan.optim import adamw, param_groups, warmup_cosine
 from vqgan.resume import EpochSampler
 from vqgan.trainer import fit
 
 from . import codes as code_cache
 from .model import GPT, GPTConfig
-from .sampling import sample_images, sampling_options
+from .sampling import sample_images, sampling_dtype, sampling_options
 from .train_config import GPTTrainConfig
 
 
@@ -71,7 +71,8 @@ class CodeDataModule(pl.LightningDataModule):
         self.train_sampler = EpochSampler(len(self.train_set), c.seed)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.train_sampler, drop_last=True)
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.train_sampler, drop_last=True,
+                          pin_memory=torch.cuda.is_available())
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.config.data.batch_size)
@@ -82,12 +83,14 @@ class GPTModule(pl.LightningModule):
         super().__init__()
         self.config = config
         self.gpt = GPT(config.model)
+        if config.trainer.compile:  # in place: parameter names, checkpoints and exports are unchanged
+            self.gpt.compile()
         # Kept off the module tree: not trained, not in the optimizer, not in checkpoints.
         self.__dict__["tokenizer"] = tokenizer
 
     def configure_optimizers(self):
         o, t = self.config.optim, self.config.trainer
-        optimizer = torch.optim.AdamW(param_groups(self.gpt, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
+        optimizer = adamw(param_groups(self.gpt, o.weight_decay), o.lr, o.betas, self.device)
         schedule = LambdaLR(optimizer, lambda step: warmup_cosine(step, o.warmup_steps, t.max_steps, o.min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
@@ -151,10 +154,13 @@ def fit_gpt(config: GPTTrainConfig) -> Path:
     return export
 
 
-def load_generator(directory: str | Path, map_location="cpu") -> tuple[GPT, VQGAN]:
-    """A GPT export and the tokenizer inside it, checked to fit each other."""
+def load_generator(directory: str | Path, map_location="cpu", dtype: torch.dtype | None = None) -> tuple[GPT, VQGAN]:
+    """A GPT export and the tokenizer inside it, checked to fit each other, both on
+    `map_location`. The GPT is cast to `dtype` (default: `sampling_dtype`, bf16 where the
+    device computes it natively); the tokenizer stays in fp32."""
     directory = Path(directory)
     gpt = GPT.from_pretrained(directory, map_location)
+    gpt = gpt.to(dtype or sampling_dtype(map_location))
     tokenizer_dir = directory / "tokenizer"
     tokenizer = frozen_tokenizer(tokenizer_dir, map_location)
     check_pairing(gpt.config, tokenizer, tokenizer_dir)

@@ -19,7 +19,8 @@ import torch
 from vqgan import fid as fid_lib
 from vqgan.config import load_config, require, save_config
 from vqgan.hardware import describe_machine
-from vqgan.images import image_grid, paired_rows, save_png
+from vqgan.images import image_grid, paired_rows, save_png, to_uint8
+from vqgan.io import save_tensors
 from vqgan.lightning import fit_vqgan
 from vqgan.train_config import VQGANTrainConfig
 
@@ -82,7 +83,7 @@ def run_main_job(config: MainJobConfig) -> dict:
     training_deadline = None
     if config.budget_minutes > 0:
         start = phase("timing the evaluation, to split the budget")
-        fid = fid_lib.frechet_inception_distance(config.eval.fid_weights)
+        fid = None if config.eval.fid_weights == "off" else fid_lib.frechet_inception_distance(config.eval.fid_weights)
         eval_s = estimate_evaluation_seconds(vqgan_config.model, gpt_config.model, vqgan_config.data, config.eval, fid)
         training_deadline = job_start + config.budget_minutes * 60 - eval_s - END_MARGIN_S
         timings["evaluation_estimate_s"] = eval_s
@@ -106,6 +107,8 @@ def run_main_job(config: MainJobConfig) -> dict:
     save_png(image_grid(paired_rows(result.reals, result.reconstructions, per_row=8), nrow=8), run / "reconstructions.png")
     grid = samples_by_class(result.samples, result.sample_labels, config.samples_per_row)
     save_png(image_grid(grid, nrow=config.samples_per_row), run / "samples.png")
+    if result.samples is not None:  # as numbers too, for a gFID computed elsewhere (eval.fid_weights=off)
+        save_tensors({"samples": to_uint8(result.samples), "labels": result.sample_labels}, run / "samples.safetensors")
     timings["evaluation_s"] = time.perf_counter() - start
     timings["total_s"] = time.perf_counter() - job_start
     metrics = {**result.metrics, "timings": timings, "budget_minutes": config.budget_minutes,

@@ -127,6 +127,19 @@ class CausalSelfAttention(nn.Module):
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.resid_dropout(self.proj(rearrange(out, "b h l d -> b l (h d)")))
 
+    def decode(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+               cache: tuple[torch.Tensor, torch.Tensor], position: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """One new token at a tensor `position`, with shapes that never change from step to step
+        (what a captured CUDA graph or a compiled step needs): x (B, 1, C), visible (1, max_len)
+        bool marks the cache positions it may attend to."""
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.n_head)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        cache_k, cache_v = cache  # (B, H, max_len, D)
+        cache_k.index_copy_(2, position.view(1), k)
+        cache_v.index_copy_(2, position.view(1), v)
+        out = F.scaled_dot_product_attention(q, cache_k, cache_v, attn_mask=visible)  # (B, H, 1, D)
+        return self.proj(rearrange(out, "b h l d -> b l (h d)"))
+
 
 class SwiGLU(nn.Module):
     def __init__(self, config: GPTConfig):
@@ -151,6 +164,10 @@ class Block(nn.Module):
 
     def forward(self, x, cos, sin, cache=None, start=0):
         x = x + self.attn(self.norm1(x), cos, sin, cache, start)
+        return x + self.mlp(self.norm2(x))
+
+    def decode(self, x, cos, sin, cache, position, visible):
+        x = x + self.attn.decode(self.norm1(x), cos, sin, cache, position, visible)
         return x + self.mlp(self.norm2(x))
 
 
@@ -233,6 +250,18 @@ class GPT(nn.Module):
     def step(self, tokens: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
         """Feed positions [start, start + L) through the cache -> logits of the last one (B, vocab)."""
         return self.head(self._run(tokens, start, cache)[:, -1])
+
+    def step_at(self, tokens: torch.Tensor, cache: KVCache, position: torch.Tensor) -> torch.Tensor:
+        """`step` for one token (B, 1) at a 0-d tensor `position`, with static shapes: the same
+        logits (B, vocab), computed over the whole cache with the later positions masked. This
+        is the step that `generate` captures as a CUDA graph or compiles."""
+        cos = self.rope_cos.index_select(0, position.view(1))  # (1, D/2)
+        sin = self.rope_sin.index_select(0, position.view(1))
+        visible = (torch.arange(cache.k.shape[3], device=tokens.device) <= position)[None]  # (1, max_len)
+        h = self.tok_emb(tokens)  # (B, 1, C)
+        for i, block in enumerate(self.blocks):
+            h = block.decode(h, cos, sin, (cache.k[i], cache.v[i]), position, visible)
+        return self.head(self.norm(h)[:, -1])
 
     def last_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """Without a cache: the whole sequence (B, L) -> logits of its last position (B, vocab)."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from vqgan.hardware import native_bf16
+
+from .decode_step import build_step, resolve_mode
 from .model import GPT
 
 
@@ -41,31 +44,35 @@ def check_sampling_args(model: GPT, temperature: float, top_k: int | None, top_p
 @torch.inference_mode()
 def generate(model: GPT, cond: torch.Tensor | int, num_tokens: int | None = None, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, cfg_scale: float | None = None,
-             generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
+             generator: torch.Generator | None = None, use_cache: bool = True, decode: str = "auto") -> torch.Tensor:
     """Sample image codes, one token per step. Returns (B, num_tokens) int64 codes in [0, vocab).
 
     cond: class labels (B,) for a class-conditional model, or the batch size (int) for an
     unconditional one. cfg_scale: classifier-free guidance; conditional and null rows run
     in one batch and their logits mix as u + s * (c - u) (None: no guidance).
-    use_cache=False recomputes the whole sequence every step (the reference path).
+    The model runs in its own dtype (cast it to bf16 for bf16 sampling; see `sampling_dtype`).
+    decode: how each step runs over the static KV cache, "auto" (a CUDA graph on CUDA, eager
+    elsewhere), "eager" (the reference), "graph" or "compile" (see `decode_step`); all give the
+    same codes. use_cache=False recomputes the whole sequence every step (the plain path).
     """
     check_sampling_args(model, temperature, top_k, top_p, cfg_scale)
     num_tokens = num_tokens or model.config.num_image_tokens
     if not 1 <= num_tokens <= model.config.num_image_tokens:
         raise ValueError(f"num_tokens must be in [1, {model.config.num_image_tokens}], got {num_tokens}")
+    mode = resolve_mode(decode, model.device)
     was_training = model.training
     model.eval()
-    device_type = model.head.weight.device.type
-    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):  # bf16 on GPUs
-        return _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, generator, use_cache,
-                         was_training)
+    try:
+        return _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, generator, use_cache, mode)
+    finally:
+        model.train(was_training)
 
 
-def _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, generator, use_cache, was_training):
+def _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, generator, use_cache, mode):
     if isinstance(cond, int):
         prefix = model.condition_tokens(None, batch=cond)
     else:
-        prefix = model.condition_tokens(cond.to(model.head.weight.device))
+        prefix = model.condition_tokens(cond.to(model.device))
     batch = prefix.shape[0]
     guided = cfg_scale is not None
     if guided:
@@ -74,13 +81,13 @@ def _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, gen
 
     out = torch.empty(batch, num_tokens, dtype=torch.long, device=prefix.device)
     if use_cache:
-        cache = model.new_cache(rows, dtype=torch.bfloat16 if torch.is_autocast_enabled("cuda") else None)
-        logits = model.step(prefix, cache, start=0)  # prefill the prefix in one pass
+        cache = model.new_cache(rows)
+        step = build_step(model, cache, mode)  # before the prefill: a graph's warm-up writes position 0
+        logits = model.step(prefix, cache, start=0).float()  # prefill the prefix in one pass
     else:
         sequence = prefix
-        logits = model.last_logits(sequence)
+        logits = model.last_logits(sequence).float()
     for t in range(num_tokens):
-        logits = logits.float()
         if guided:
             cond_logits, null_logits = logits.chunk(2)
             logits = null_logits + cfg_scale * (cond_logits - null_logits)
@@ -91,12 +98,16 @@ def _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, gen
             break
         feed = torch.cat([token, token]) if guided else token  # (rows, 1)
         if use_cache:
-            logits = model.step(feed, cache, start=prefix_len + t)
+            logits = step(feed, prefix_len + t)
         else:
             sequence = torch.cat([sequence, feed], dim=1)
-            logits = model.last_logits(sequence)
-    model.train(was_training)
+            logits = model.last_logits(sequence).float()
     return out
+
+
+def sampling_dtype(device: str | torch.device) -> torch.dtype:
+    """bf16 where the device computes it natively (decode steps read half the bytes), else fp32."""
+    return torch.bfloat16 if native_bf16(device) else torch.float32
 
 
 def sampling_options(conditional: bool, cfg_scale: float, top_k: int, top_p: float, temperature: float) -> dict:
@@ -111,7 +122,7 @@ def sample_images(gpt: GPT, tokenizer, labels: torch.Tensor | None, count: int, 
     """`count` images (labels (count,) for a class-conditional GPT, None otherwise), sampled in
     batches with one seeded generator and decoded by `tokenizer`: (count, 3, H, W) on the
     [-1, 1] scale, on the CPU. `options` go to `generate`."""
-    device = gpt.head.weight.device
+    device = gpt.device
     generator = torch.Generator(device).manual_seed(seed)
     grid = gpt.config.grid_size
     chunks = []

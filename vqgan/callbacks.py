@@ -46,20 +46,30 @@ class ImageGridLogger(pl.Callback):
 
 
 class StepTimer(pl.Callback):
-    """Wall time of each training batch (data loading excluded), for step-time reports."""
+    """Wall time of each training batch (`times`, data loading excluded) and of the wait for
+    its data before it (`waits`), for step-time reports."""
 
     def __init__(self):
         super().__init__()
         self.times: list[float] = []
-        self._start = 0.0
+        self.waits: list[float] = []
+        self._start = self._end = 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._start = time.perf_counter()
+        if self._end:
+            self.waits.append(self._start - self._end)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.times.append(time.perf_counter() - self._start)
+        self._end = time.perf_counter()
+        self.times.append(self._end - self._start)
 
     def median(self, skip: int = 5) -> float:
         """Median seconds per batch, after `skip` warm-up batches."""
         times = self.times[skip:] or self.times
         return statistics.median(times) if times else float("nan")
+
+    def data_wait_share(self, skip: int = 5) -> float:
+        """Share of the wall time spent waiting for data, after `skip` warm-up batches."""
+        waits, times = sum(self.waits[skip:]), sum(self.times[skip + 1:])
+        return waits / (waits + times) if waits + times > 0 else float("nan")

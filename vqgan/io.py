@@ -54,3 +54,11 @@ def atomic_write_dir(path: str | Path, fill: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def save_tensors(tensors: dict, path: str | Path) -> None:
+    """A safetensors file of the non-None `tensors`, written atomically."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items() if v is not None}, str(tmp))

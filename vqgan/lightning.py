@@ -15,7 +15,7 @@ from .data import ImageDataModule
 from .discriminator import PatchDiscriminator
 from .images import image_grid, paired_rows
 from .model import VQGAN
-from .optim import param_groups, warmup_cosine
+from .optim import adamw, param_groups, warmup_cosine
 from .perceptual import LPIPS
 from .train_config import VQGANTrainConfig
 from .trainer import fit
@@ -43,6 +43,9 @@ class VQGANModule(pl.LightningModule):
         self.automatic_optimization = False
         self.partial_backward = config.loss.gan  # each backward reaches G or D only (see build_trainer)
         self.model = VQGAN(config.model)
+        if config.trainer.compile:  # in place: parameter names, checkpoints and exports are unchanged
+            self.model.encoder.compile()
+            self.model.decoder.compile()
         loss = config.loss
         # Frozen and rebuilt from its weights file: kept off the module tree, out of checkpoints.
         self.__dict__["perceptual"] = LPIPS(loss.perceptual) if loss.perceptual_weight > 0 else None
@@ -56,11 +59,11 @@ class VQGANModule(pl.LightningModule):
     def configure_optimizers(self):
         o, t = self.config.optim, self.config.trainer
         schedule = lambda step: warmup_cosine(step, o.warmup_steps, t.max_steps, o.min_lr_ratio)  # noqa: E731
-        opt_g = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
+        opt_g = adamw(param_groups(self.model, o.weight_decay), o.lr, o.betas, self.device)
         optimizers, schedulers = [opt_g], [LambdaLR(opt_g, schedule)]
         if self.discriminator is not None:
             lr = self.config.loss.disc_lr or o.lr
-            opt_d = torch.optim.AdamW(param_groups(self.discriminator, o.weight_decay), lr=lr, betas=tuple(o.betas))
+            opt_d = adamw(param_groups(self.discriminator, o.weight_decay), lr, o.betas, self.device)
             optimizers.append(opt_d)
             schedulers.append(LambdaLR(opt_d, schedule))
         return optimizers, schedulers

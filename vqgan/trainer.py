@@ -34,6 +34,7 @@ class TrainerConfig:
     devices: str = "auto"  # "auto", a count ("8") or a list ("0,1")
     num_nodes: int = 1
     strategy: str = "auto"  # e.g. ddp
+    compile: bool = False  # torch.compile the generator / GPT (faster steps on GPUs after a compile)
     precision: str = "auto"  # auto: bf16-mixed where bf16 is native (CUDA, AVX512-BF16/AMX CPUs), else 32-true
     log_every: int = 10  # batches between scalar logs
     image_every: int = 500  # batches between image grids (0: only at the end)

@@ -61,6 +61,8 @@ def main() -> None:
     try:
         if args.num < 1 or args.batch_size < 1:
             raise ValueError("--num and --batch-size must be positive")
+        if Path(args.out).suffix.lower() != ".png":  # its metadata goes beside it, as <out>.json
+            raise ValueError(f"--out must name a .png file, got '{args.out}'")
         gpt, tokenizer = load_generator(args.model, args.device)
         check_sampling_args(gpt, args.temperature, args.top_k, args.top_p, args.cfg)
         classes = class_list(args, gpt.config.num_classes)

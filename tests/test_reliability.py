@@ -14,7 +14,8 @@ from vqgan import VQGAN, VQGANConfig, losses
 from vqgan.config import load_config
 from vqgan.convert import ConversionError, convert_taming
 from vqgan.data import DatasetError, load_rgb
-from vqgan.io import atomic_path, atomic_write_text
+from transformer import GPT, GPTConfig
+from vqgan.io import ExportTargetError, atomic_path, atomic_write_text
 from vqgan.lightning import NonFiniteLossError, fit_vqgan
 from vqgan.quantize import QuantizerConfig
 from vqgan.train_config import VQGANTrainConfig
@@ -129,3 +130,69 @@ def test_truncated_jpeg_and_unreadable_files_name_the_path(tmp_path):
     (tmp_path / "notes.png").write_bytes(pickle.dumps("not an image"))
     with pytest.raises(DatasetError, match="notes.png"):
         load_rgb(tmp_path / "notes.png")
+
+
+def test_an_export_never_replaces_what_is_not_an_earlier_export(tmp_path):
+    config = VQGANConfig(ch=16, norm_groups=8, num_res_blocks=1, z_channels=16, quantizer=QuantizerConfig(codebook_size=16))
+    user_folder = tmp_path / "my_images"
+    user_folder.mkdir()
+    (user_folder / "cat.png").write_bytes(b"precious")
+    with pytest.raises(ExportTargetError, match="not an export folder"):
+        VQGAN(config).save_pretrained(user_folder)
+    assert (user_folder / "cat.png").read_bytes() == b"precious"
+    (tmp_path / "a_file").write_text("mine")
+    with pytest.raises(ExportTargetError):
+        VQGAN(config).save_pretrained(tmp_path / "a_file")
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+    VQGAN(config).save_pretrained(tmp_path / "tok")  # new, then replaced: both fine
+    VQGAN(config).save_pretrained(tmp_path / "tok")
+    gpt = GPT(GPTConfig(vocab_size=16, grid_size=8, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(ExportTargetError, match="a tokenizer export"):
+        gpt.save_pretrained(tmp_path / "tok")
+    assert VQGAN.from_pretrained(tmp_path / "tok").codebook_size == 16
+
+
+def test_train_script_refuses_a_bad_export_dir_before_training(tmp_path, emoji_subset):
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "scripts" / "train_vqgan.py"), "--config",
+           str(REPO / "configs" / "vqgan" / "emoji32.yaml"), *tiny_vqgan_overrides(run, emoji_subset),
+           f"export_dir={emoji_subset}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode != 0 and "refusing to write the tokenizer export" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (run / "checkpoints").exists()
+    assert len(list(emoji_subset.rglob("*.png"))) == 72
+
+
+def _export_repeatedly(directory: str, seed: int) -> None:
+    torch.manual_seed(seed)
+    config = VQGANConfig(ch=16, norm_groups=8, num_res_blocks=1, z_channels=16, quantizer=QuantizerConfig(codebook_size=16))
+    for _ in range(15):
+        VQGAN(config).save_pretrained(directory)
+
+
+def test_concurrent_exports_take_turns(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_export_repeatedly, args=(str(tmp_path / "tok"), s)) for s in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert sorted(os.listdir(tmp_path)) == ["tok"]  # no temporary folder left behind
+    VQGAN.from_pretrained(tmp_path / "tok")
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "m.json", "{}")
+        VQGAN(VQGANConfig(ch=16, norm_groups=8, num_res_blocks=1, z_channels=16,
+                          quantizer=QuantizerConfig(codebook_size=16))).save_pretrained(tmp_path / "tok")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "tok").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "tok" / "model.safetensors").stat().st_mode & 0o777 == 0o644

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from vqgan.data import scan_images
 from vqgan.images import image_grid
+from vqgan.io import check_export_target
 from vqgan.lightning import check_finite
 from vqgan.model import VQGAN
 from vqgan.optim import adamw, param_groups, warmup_cosine
@@ -133,6 +134,8 @@ def fit_gpt(config: GPTTrainConfig) -> Path:
     if not config.tokenizer:
         raise ValueError("no tokenizer given: pass tokenizer=<folder exported by train_vqgan.py>")
     run_dir = Path(config.run_dir)
+    export = Path(config.export_dir or run_dir / "gpt")
+    check_export_target(export, "gpt")  # before training, not after
     tokenizer = frozen_tokenizer(config.tokenizer)
     check_pairing(config.model, tokenizer, config.tokenizer)
     if config.data.resolution != tokenizer.config.resolution:
@@ -148,7 +151,6 @@ def fit_gpt(config: GPTTrainConfig) -> Path:
         config.model.class_names = list(names)
     module = GPTModule(config, tokenizer)
     trainer = fit(module, datamodule, config, run_dir, started=started)
-    export = Path(config.export_dir or run_dir / "gpt")
     if trainer.is_global_zero:
         module.gpt.save_pretrained(export, tokenizer_dir=config.tokenizer)
     return export

@@ -279,7 +279,7 @@ class GPT(nn.Module):
             if tokenizer_dir is not None:
                 shutil.copytree(tokenizer_dir, tmp / "tokenizer")
 
-        atomic_write_dir(Path(directory), fill)
+        atomic_write_dir(Path(directory), fill, kind="gpt")
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location="cpu") -> "GPT":

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from .config import read_yaml
+from .io import check_export_target
 from .model import _NOT_EXPORTED, VQGAN, VQGANConfig
 from .quantize import QuantizerConfig
 
@@ -87,6 +88,8 @@ def convert_state_dict(state: dict[str, torch.Tensor], model: VQGAN, source: str
 
 def convert_taming(checkpoint: str | Path, config: str | Path, out_dir: str | Path | None = None) -> VQGAN:
     """Build the tokenizer of a taming checkpoint + config; save it to `out_dir` if given."""
+    if out_dir is not None:
+        check_export_target(Path(out_dir), "tokenizer")
     vq_config = config_from_taming(read_yaml(config), str(config))
     model = VQGAN(vq_config)
     weights = convert_state_dict(read_state_dict(checkpoint), model, str(checkpoint))

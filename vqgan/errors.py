@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 
+from .io import ExportTargetError
 from .resume import TrainingInterrupted
 
 
@@ -12,4 +13,5 @@ class CheckpointError(ValueError):
 
 # ConfigError, DatasetError, shape mismatches: ValueError; missing files: FileNotFoundError;
 # a NaN loss: FloatingPointError (NonFiniteLossError).
-USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, pickle.UnpicklingError, TrainingInterrupted)
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, pickle.UnpicklingError, TrainingInterrupted,
+               ExportTargetError)

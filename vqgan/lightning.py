@@ -14,6 +14,7 @@ from . import losses
 from .data import ImageDataModule
 from .discriminator import PatchDiscriminator
 from .images import image_grid, paired_rows
+from .io import check_export_target
 from .model import VQGAN
 from .optim import adamw, param_groups, warmup_cosine
 from .perceptual import LPIPS
@@ -196,13 +197,14 @@ def fit_vqgan(config: VQGANTrainConfig, callbacks: list[pl.Callback] = ()) -> Pa
     """
     started = time.perf_counter()  # a time budget counts the set-up too
     run_dir = Path(config.run_dir)
+    tokenizer_dir = Path(config.export_dir or run_dir / "tokenizer")
+    check_export_target(tokenizer_dir, "tokenizer")  # before training, not after
     pl.seed_everything(config.seed, workers=True)
     datamodule = ImageDataModule(config.data, seed=config.seed)
     datamodule.setup()
     rank_zero_only(datamodule.save_class_names)(run_dir / "classes.json")
     module = VQGANModule(config)
     trainer = fit(module, datamodule, config, run_dir, callbacks, started)
-    tokenizer_dir = Path(config.export_dir or run_dir / "tokenizer")
     if trainer.is_global_zero:
         module.model.save_pretrained(tokenizer_dir)
     return tokenizer_dir

@@ -168,7 +168,7 @@ class VQGAN(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Export to `directory` (config.json + model.safetensors), replacing it atomically."""
-        atomic_write_dir(Path(directory), self.write_pretrained)
+        atomic_write_dir(Path(directory), self.write_pretrained, kind="tokenizer")
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "VQGAN":

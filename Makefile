@@ -1,11 +1,11 @@
-# The two commands of the README, and what they need. Each step runs only once:
+# The commands of the README, and what they need. Each step runs only once:
 # re-running `make test` or `make demo` reuses the virtual environment and the weights.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= cpu
 
-.PHONY: install weights test demo clean gpu-bundle
+.PHONY: install weights test demo sample clean gpu-bundle
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ weights: weights/lpips/alexnet.safetensors weights/fid/inception-2015-12-05.pt
 
 test: install weights
 	REQUIRE_WEIGHTS=1 VQGAN_LPIPS_WEIGHTS=weights/lpips VQGAN_FID_WEIGHTS=weights/fid $(PY) -m pytest -q tests
+
+sample: install
+	$(PY) scripts/sample.py --model data/pretrained/emoji32 --num 90 --cfg 2 --seed 0 --out runs/sample.png
 
 demo: install weights
 	$(PY) scripts/main_job.py --config configs/main/$(PRESET).yaml

@@ -17,7 +17,7 @@ from vqgan.errors import USER_ERRORS  # noqa: E402
 import torch  # noqa: E402
 
 from transformer.lightning import load_generator  # noqa: E402
-from transformer.sampling import check_sampling_args, sample_images  # noqa: E402
+from transformer.sampling import check_sampling_args, sample_images, sampling_options  # noqa: E402
 from vqgan.images import image_grid, save_png, to_uint8  # noqa: E402
 from vqgan.io import atomic_write_text  # noqa: E402
 
@@ -28,9 +28,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num", type=int, default=64, help="number of images (split evenly over the classes)")
     parser.add_argument("--out", default="samples.png", help="PNG grid to write")
     parser.add_argument("--classes", help="comma-separated class ids, e.g. 0,3 (default: all)")
-    parser.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: none)")
-    parser.add_argument("--top-k", type=int, help="sample among the k most likely codes")
-    parser.add_argument("--top-p", type=float, help="nucleus sampling threshold in (0, 1]")
+    parser.add_argument("--cfg", type=float, default=2.0,
+                        help="classifier-free guidance scale for class-conditional models (0: none; default 2)")
+    parser.add_argument("--top-k", type=int, default=0, help="sample among the k most likely codes (0: all)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold in (0, 1] (1: off)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -64,7 +65,10 @@ def main() -> None:
         if Path(args.out).suffix.lower() != ".png":  # its metadata goes beside it, as <out>.json
             raise ValueError(f"--out must name a .png file, got '{args.out}'")
         gpt, tokenizer = load_generator(args.model, args.device)
-        check_sampling_args(gpt, args.temperature, args.top_k, args.top_p, args.cfg)
+        if not args.cfg >= 0 or args.top_k < 0:  # the same conventions as the configs' sample / eval sections
+            raise ValueError(f"--cfg must be >= 0 and --top-k >= 0, got {args.cfg} and {args.top_k}")
+        options = sampling_options(gpt.config.num_classes > 0, args.cfg, args.top_k, args.top_p, args.temperature)
+        check_sampling_args(gpt, **options)
         classes = class_list(args, gpt.config.num_classes)
     except USER_ERRORS as err:
         sys.exit(f"error: {err}")
@@ -72,16 +76,14 @@ def main() -> None:
     per_row = math.ceil(args.num / len(classes)) if classes else min(args.num, 8)
     labels = torch.tensor(classes).repeat_interleave(per_row) if classes else None
     total = labels.numel() if classes else args.num
-    images = sample_images(gpt, tokenizer, labels, total, args.batch_size, seed=args.seed, progress=True,
-                           temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_scale=args.cfg)
+    images = sample_images(gpt, tokenizer, labels, total, args.batch_size, seed=args.seed, progress=True, **options)
 
     out = Path(args.out)
     save_png(image_grid(images, nrow=per_row), out)
     names = gpt.config.class_names
     rows = [{"row": i, "class_id": c, "class_name": names[c] if names else str(c)} for i, c in enumerate(classes or [])]
     atomic_write_text(out.with_suffix(".json"), json.dumps(
-        {"model": str(args.model), "rows": rows, "per_row": per_row, "cfg": args.cfg, "top_k": args.top_k,
-         "top_p": args.top_p, "temperature": args.temperature, "seed": args.seed}, indent=1))
+        {"model": str(args.model), "rows": rows, "per_row": per_row, **options, "seed": args.seed}, indent=1))
     if args.save_individual:
         folder = Path(args.save_individual)
         folder.mkdir(parents=True, exist_ok=True)

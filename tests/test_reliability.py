@@ -196,3 +196,25 @@ def test_outputs_follow_the_umask(tmp_path):
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "tok").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "tok" / "model.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def test_checkpoints_are_written_beside_their_target_whatever_tmpdir_is(tmp_path, emoji_subset, monkeypatch):
+    """A temporary file in $TMPDIR is renamed across filesystems on many clusters: a copy, which
+    a kill truncates. Every temporary file must be made in the folder of its target."""
+    import tempfile
+
+    made_in = []
+    real_mkstemp = tempfile.mkstemp
+
+    def recording_mkstemp(*args, **kwargs):
+        made_in.append(kwargs.get("dir"))
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", recording_mkstemp)
+    run = tmp_path / "run"
+    config = load_config(VQGANTrainConfig, CONFIG, tiny_vqgan_overrides(run, emoji_subset, steps=2) + [
+        "trainer.val_every=0", "trainer.image_every=0"])
+    fit_vqgan(config)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert os.listdir(run / "checkpoints") == ["last.ckpt"]
+    assert made_in and None not in made_in, made_in

@@ -107,3 +107,21 @@ def test_patchgan_receptive_field(layers, field, out):
 def test_patchgan_warns_when_patches_cover_the_image():
     with pytest.warns(UserWarning, match="receptive field 70"):
         PatchDiscriminator(DiscriminatorConfig(n_layers=3)).check_image_size(32)
+
+
+def test_encode_and_decode_forgive_common_inputs():
+    """uint8 images, one unbatched image, flat codes from generate, a bf16 model with fp32 input."""
+    torch.manual_seed(0)
+    model = VQGAN(tiny_config()).eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    as_uint8 = ((x + 1) * 127.5).round().to(torch.uint8)
+    codes = model.encode(x)
+    assert torch.equal(model.encode(as_uint8), model.encode(as_uint8.float() / 127.5 - 1))
+    assert torch.equal(model.encode(x[0]), codes[:1])
+    assert torch.equal(model.decode(codes.flatten(1)), model.decode(codes))
+    half = VQGAN(tiny_config()).eval().to(torch.bfloat16)
+    assert half.decode(half.encode(x)).dtype == torch.bfloat16 and half.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="expected images"):
+        model.encode(torch.rand(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="decode expects codes"):
+        model.decode(torch.zeros(2, 10, dtype=torch.long))

@@ -35,7 +35,8 @@ def estimate_evaluation_seconds(tokenizer: VQGANConfig, gpt: GPTConfig, data: Da
     per_feature = 0.0
     if fid is not None:
         images = torch.randint(0, 256, (batch, 3, data.resolution, data.resolution), dtype=torch.uint8)
-        fid.update(images, real=False)  # warm-up
+        for _ in range(2):  # warm-up: TorchScript optimises the graph after its profiling runs
+            fid.update(images, real=False)
         per_feature = _seconds(lambda: fid.update(images, real=False)) / batch
         fid.reset()
     model = GPT(gpt).eval()

@@ -13,7 +13,8 @@ from .io import atomic_write_text
 
 
 class StepBudget(pl.Callback):
-    """Times the first training batches, then fixes `max_steps` so that the run, counted from
+    """Times the first training batches (after `skip` batches, while data workers fill their
+    queues and kernels warm up), then fixes `max_steps` so that the run, counted from
     `started`, ends within `config.budget_minutes`.
 
     The number is fixed once, during the learning-rate warmup, before the cosine schedule
@@ -22,7 +23,7 @@ class StepBudget(pl.Callback):
     Written to `record` (JSON) as well, for reports.
     """
 
-    def __init__(self, config, record: str | Path, started: float, skip: int = 3, calibrate: int = 10,
+    def __init__(self, config, record: str | Path, started: float, skip: int = 10, calibrate: int = 20,
                  safety: float = 0.92):
         super().__init__()
         self.config = config  # the TrainerConfig whose max_steps the schedule reads

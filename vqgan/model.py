@@ -135,24 +135,42 @@ class VQGAN(nn.Module):
         finally:
             self.train(was_training)
 
+    def _as_model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Accept what users have at hand: uint8 images in [0, 255], one unbatched (3, H, W)
+        image, any float dtype or device; -> (B, 3, H, W) on the model's device and dtype."""
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"expected images (B, {self.config.in_channels}, H, W), got shape {tuple(x.shape)}")
+        if x.dtype == torch.uint8:
+            x = x.float() / 127.5 - 1
+        return x.to(self.device, self.dtype)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, H, W) in [-1, 1] -> codes (B, H/f, W/f) int64."""
+        """Images (B, 3, H, W) in [-1, 1] (or uint8 in [0, 255], or one (3, H, W) image) ->
+        codes (B, H/f, W/f) int64."""
         with self._inference():
-            return self.quantize(self.encode_latent(x)).indices
+            return self.quantize(self.encode_latent(self._as_model_input(x))).indices
 
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        """Codes (B, h, w) int64 -> images (B, 3, h*f, w*f) on the [-1, 1] scale, not clamped."""
+        """Codes (B, h, w) int64 -> images (B, 3, h*f, w*f) on the [-1, 1] scale, not clamped.
+        Flat codes (B, grid_size**2), as `transformer.generate` returns them, are accepted too."""
         if indices.dtype not in (torch.int32, torch.int64):
             raise TypeError(f"decode expects integer codes, got {indices.dtype}")
+        side = self.config.grid_size
+        if indices.dim() == 2 and indices.shape[1] == side * side:
+            indices = indices.view(-1, side, side)
+        if indices.dim() != 3:
+            raise ValueError(f"decode expects codes (B, h, w) or (B, {side * side}), got shape {tuple(indices.shape)}")
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
             raise ValueError(f"codes must lie in [0, {self.codebook_size}), got [{indices.min()}, {indices.max()}]")
         with self._inference():
-            return self.decode_latent(self.quantize.lookup(indices.long()))
+            return self.decode_latent(self.quantize.lookup(indices.long().to(self.device)).to(self.dtype))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Encode and decode in one go (eval mode, no gradients)."""
         with self._inference():
-            return self(x).reconstruction
+            return self(self._as_model_input(x)).reconstruction
 
     # --- export ------------------------------------------------------------------
 

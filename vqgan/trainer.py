@@ -10,12 +10,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from .callbacks import ImageGridLogger
 from .config import require, save_config
 from .budget import StepBudget
 from .errors import CheckpointError
 from .hardware import native_bf16
+from .io import atomic_path
 from .resume import ResumeState
 
 # Expected here, not problems: checkpoints are taken after the optimizer steps (what resuming
@@ -50,6 +52,15 @@ class TrainerConfig:
         require(self.num_nodes > 0, "trainer.num_nodes", "must be positive")
         for key in ("log_every", "image_every", "checkpoint_every", "val_every", "limit_val_batches"):
             require(getattr(self, key) >= 0, f"trainer.{key}", "must be >= 0")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside their target and renamed, whatever
+    $TMPDIR is: a rename across filesystems is a copy, and a kill during a copy truncates."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def resolved_precision(config: TrainerConfig) -> str:
@@ -123,6 +134,7 @@ def build_trainer(config: TrainerConfig, run_dir: str | Path, callbacks: list[pl
         enable_progress_bar=config.progress_bar,
         enable_model_summary=False,
         default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
     )
 
 

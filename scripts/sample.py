@@ -8,6 +8,7 @@ given); the class names are saved beside the grid as <out>.json.
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,18 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+MAX_IMAGES = 100_000  # all are held in memory before the grid is written
+
+
+def check_output(out: Path) -> None:
+    """Before any sampling: a .png in a folder that exists (or can be made) and can be written."""
+    if out.suffix.lower() != ".png":  # its metadata goes beside it, as <out>.json
+        raise ValueError(f"--out must name a .png file, got '{out}'")
+    folder = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ValueError(f"--out {out}: {folder} is not a writable folder")
+
+
 def class_list(args, num_classes: int) -> list[int] | None:
     if num_classes == 0:
         if args.classes:
@@ -62,8 +75,13 @@ def main() -> None:
     try:
         if args.num < 1 or args.batch_size < 1:
             raise ValueError("--num and --batch-size must be positive")
-        if Path(args.out).suffix.lower() != ".png":  # its metadata goes beside it, as <out>.json
-            raise ValueError(f"--out must name a .png file, got '{args.out}'")
+        check_output(Path(args.out))
+        if not 0 <= args.seed < 2**63:
+            raise ValueError(f"--seed must be in [0, 2**63), got {args.seed}")
+        if args.num > MAX_IMAGES:
+            raise ValueError(f"--num {args.num} is more than {MAX_IMAGES:,} images; sample in several runs")
+        if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device} but no CUDA GPU is visible here; use --device cpu")
         gpt, tokenizer = load_generator(args.model, args.device)
         if not args.cfg >= 0 or args.top_k < 0:  # the same conventions as the configs' sample / eval sections
             raise ValueError(f"--cfg must be >= 0 and --top-k >= 0, got {args.cfg} and {args.top_k}")

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from vqgan.config import ConfigError, load_config, save_config
 from vqgan.train_config import VQGANTrainConfig
@@ -73,3 +74,14 @@ def test_saved_config_loads_back_equal(tmp_path):
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "vqgan").rglob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_vqgan_config_loads(path):
     load_config(VQGANTrainConfig, path)
+
+
+def test_nan_learning_rate_and_a_missing_gpu_are_named(tmp_path):
+    from vqgan.optim import OptimConfig
+    from vqgan.trainer import TrainerConfig, build_trainer
+
+    with pytest.raises(ValueError, match="optim.lr"):
+        OptimConfig(lr=float("nan"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="trainer.accelerator=gpu"):
+            build_trainer(TrainerConfig(accelerator="gpu"), tmp_path, [])

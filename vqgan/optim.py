@@ -18,8 +18,8 @@ class OptimConfig:
     grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
 
     def __post_init__(self):
-        if self.lr <= 0:
-            raise ValueError("'optim.lr' must be positive")
+        if not self.lr > 0 or self.lr == float("inf"):  # "not >" catches NaN too
+            raise ValueError(f"'optim.lr' must be a positive number, got {self.lr}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError("'optim.betas' must be two numbers in [0, 1)")
         if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:

@@ -108,6 +108,9 @@ def build_trainer(config: TrainerConfig, run_dir: str | Path, callbacks: list[pl
     """`find_unused_parameters`: a module whose backward passes each reach only part of its
     parameters (the GAN's two optimizers) needs DDP to detect the unused ones."""
     run_dir = Path(run_dir)
+    if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"trainer.accelerator={config.accelerator} but no CUDA GPU is visible here; "
+                         "use trainer.accelerator=auto or cpu")
     strategy = config.strategy
     if find_unused_parameters and strategy in ("ddp", "ddp_spawn", "ddp_fork"):
         strategy = f"{strategy}_find_unused_parameters_true"

@@ -163,3 +163,18 @@ def test_bundled_emoji_dataset():
     assert (root / "NOTICE").is_file()
     sample = Image.open(next((root / "flags").glob("*.png")))
     assert sample.mode == "RGB" and sample.size == (64, 64)
+
+
+def test_class_folders_may_be_symlinks(tmp_path):
+    from PIL import Image
+
+    elsewhere = tmp_path / "elsewhere" / "cats"
+    elsewhere.mkdir(parents=True)
+    Image.new("RGB", (8, 8), "red").save(elsewhere / "a.png")
+    root = tmp_path / "data"
+    (root / "dogs").mkdir(parents=True)
+    Image.new("RGB", (8, 8), "blue").save(root / "dogs" / "b.png")
+    (root / "cats").symlink_to(elsewhere, target_is_directory=True)
+    (root / "dogs" / "loop").symlink_to(root, target_is_directory=True)  # a cycle must end
+    index = scan_images(root)
+    assert index.class_names == ["cats", "dogs"] and len(index.paths) == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,20 @@ class ImageIndex:
         return sorted(order[n_val:]), sorted(order[:n_val])
 
 
+def image_files(root: Path) -> list[Path]:
+    """Image files under `root`, sorted, following symlinked folders (a class folder is often a
+    link to data kept elsewhere); each real folder is read once, so a link loop ends."""
+    files, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        files += [Path(folder) / n for n in names if Path(n).suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(p for p in files if p.is_file())
+
+
 def scan_images(root: str | Path, use_labels: bool = True, check: bool = True, progress: bool = True) -> ImageIndex:
     """Find the images under `root` (recursively) and, with `check`, decode each once.
 
@@ -107,7 +122,7 @@ def scan_images(root: str | Path, use_labels: bool = True, check: bool = True, p
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"image folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = image_files(root)
     if use_labels:
         loose = [p for p in files if p.parent == root]
         if loose:

@@ -178,3 +178,13 @@ def test_class_folders_may_be_symlinks(tmp_path):
     (root / "dogs" / "loop").symlink_to(root, target_is_directory=True)  # a cycle must end
     index = scan_images(root)
     assert index.class_names == ["cats", "dogs"] and len(index.paths) == 2
+
+
+def test_images_between_pillows_warning_and_error_sizes_are_refused(tmp_path, monkeypatch):
+    """Pillow only warns from MAX_IMAGE_PIXELS to twice that, and would decode it all."""
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100)
+    Image.new("RGB", (120, 120), "red").save(tmp_path / "big.png")  # 1.44x the limit: a warning only
+    with pytest.raises(DatasetError, match="big.png"):
+        load_rgb(tmp_path / "big.png")

@@ -122,3 +122,10 @@ def test_fid_metric_uses_the_fast_distance_on_real_updates():
 
     expected = _compute_fid(r.mean(0), torch.cov(r.T), f.mean(0), torch.cov(f.T))
     assert fid.compute().item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_an_unknown_inception_file_is_refused_before_loading(tmp_path):
+    fake = tmp_path / fid_lib.WEIGHTS_FILE
+    fake.write_bytes(b"not the network")
+    with pytest.raises(fid_lib.FIDWeightsError, match="SHA-1"):
+        fid_lib.frechet_inception_distance(str(tmp_path))

@@ -71,15 +71,19 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def load_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
     """Decode one image file to RGB; a DatasetError names the file if that fails.
 
-    Pillow's decompression-bomb guard stays on: a bomb raises like a corrupt file.
+    Pillow's decompression-bomb guard stays on, from its warning size up (MAX_IMAGE_PIXELS,
+    about 89 megapixels): such an image raises like a corrupt file instead of being decoded.
     """
     try:
-        with Image.open(path) as image:
-            if draft_size:
-                image.draft("RGB", (draft_size, draft_size))  # JPEG: decode at reduced size
-            image.load()
-            return to_rgb(image)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if draft_size:
+                    image.draft("RGB", (draft_size, draft_size))  # JPEG: decode at reduced size
+                image.load()
+                return to_rgb(image)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as err:
         raise DatasetError(f"cannot read image {path}: {err}") from err
 
 

@@ -9,6 +9,7 @@ FID of 32 px emoji is comparable only between runs of this project.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -54,6 +55,10 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, path: str | Path):
         super().__init__()
+        digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()
+        if digest != SHA1:  # checked at every load: torch.jit.load is only for the file we know
+            raise FIDWeightsError(f"{path} is not the expected Inception file (SHA-1 {digest}, expected {SHA1}): "
+                                  f"{HOW_TO_GET}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
             self.net = torch.jit.load(str(path), map_location="cpu").eval()

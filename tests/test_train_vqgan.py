@@ -30,7 +30,7 @@ def test_gan_training_steps_update_both_networks(tmp_path, emoji_subset):
     assert ckpt["optimizer_states"][1]["state"], "the discriminator's optimizer never stepped"
     assert (run / "images" / "reconstructions_last.png").is_file()
     assert sorted(yaml.safe_load((run / "config.yaml").read_text())) == sorted(
-        ["run_dir", "resume", "export_dir", "seed", "model", "loss", "optim", "data", "trainer"])
+        ["run_dir", "resume", "fresh", "export_dir", "seed", "model", "loss", "optim", "data", "trainer"])
     assert (tokenizer / "model.safetensors").is_file()
 
 

@@ -17,7 +17,7 @@ from vqgan.lightning import check_finite
 from vqgan.model import VQGAN
 from vqgan.optim import adamw, param_groups, warmup_cosine
 from vqgan.resume import EpochSampler
-from vqgan.trainer import fit
+from vqgan.trainer import fit, run_folder
 
 from . import codes as code_cache
 from .model import GPT, GPTConfig
@@ -141,18 +141,20 @@ def fit_gpt(config: GPTTrainConfig) -> Path:
     if config.data.resolution != tokenizer.config.resolution:
         raise TokenizerMismatchError(
             f"data.resolution={config.data.resolution} but the tokenizer was trained at {tokenizer.config.resolution} px")
-    pl.seed_everything(config.seed, workers=True)
-    datamodule = CodeDataModule(config, tokenizer)
-    datamodule.setup()
-    names = datamodule.class_names
-    if config.model.num_classes and config.model.num_classes != len(names):
-        raise ValueError(f"model.num_classes={config.model.num_classes} but {config.data.root} has {len(names)} class folders")
-    if config.model.num_classes and not config.model.class_names:
-        config.model.class_names = list(names)
-    module = GPTModule(config, tokenizer)
-    trainer = fit(module, datamodule, config, run_dir, started=started)
-    if trainer.is_global_zero:
-        module.gpt.save_pretrained(export, tokenizer_dir=config.tokenizer)
+    with run_folder(config, run_dir) as ckpt_path:
+        pl.seed_everything(config.seed, workers=True)
+        datamodule = CodeDataModule(config, tokenizer)
+        datamodule.setup()
+        names = datamodule.class_names
+        if config.model.num_classes and config.model.num_classes != len(names):
+            raise ValueError(f"model.num_classes={config.model.num_classes} but {config.data.root} has "
+                             f"{len(names)} class folders")
+        if config.model.num_classes and not config.model.class_names:
+            config.model.class_names = list(names)
+        module = GPTModule(config, tokenizer)
+        trainer = fit(module, datamodule, config, run_dir, started=started, ckpt_path=ckpt_path)
+        if trainer.is_global_zero:
+            module.gpt.save_pretrained(export, tokenizer_dir=config.tokenizer)
     return export
 
 

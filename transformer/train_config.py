@@ -39,6 +39,7 @@ class SampleConfig:
 class GPTTrainConfig:
     run_dir: str = "runs/gpt"
     resume: str = ""  # a .ckpt to resume from; "" resumes <run_dir>/checkpoints/last.ckpt if present
+    fresh: bool = False  # start over in run_dir even if it holds a checkpoint (the old one is overwritten)
     export_dir: str = ""  # where the GPT is exported; "": <run_dir>/gpt
     seed: int = 0
     tokenizer: str = ""  # a tokenizer folder exported by stage 1 (required)

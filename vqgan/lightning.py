@@ -19,7 +19,7 @@ from .model import VQGAN
 from .optim import adamw, param_groups, warmup_cosine
 from .perceptual import LPIPS
 from .train_config import VQGANTrainConfig
-from .trainer import fit
+from .trainer import fit, run_folder
 
 NUM_LOGGED_IMAGES = 16
 
@@ -199,12 +199,13 @@ def fit_vqgan(config: VQGANTrainConfig, callbacks: list[pl.Callback] = ()) -> Pa
     run_dir = Path(config.run_dir)
     tokenizer_dir = Path(config.export_dir or run_dir / "tokenizer")
     check_export_target(tokenizer_dir, "tokenizer")  # before training, not after
-    pl.seed_everything(config.seed, workers=True)
-    datamodule = ImageDataModule(config.data, seed=config.seed)
-    datamodule.setup()
-    rank_zero_only(datamodule.save_class_names)(run_dir / "classes.json")
-    module = VQGANModule(config)
-    trainer = fit(module, datamodule, config, run_dir, callbacks, started)
-    if trainer.is_global_zero:
-        module.model.save_pretrained(tokenizer_dir)
+    with run_folder(config, run_dir) as ckpt_path:
+        pl.seed_everything(config.seed, workers=True)
+        datamodule = ImageDataModule(config.data, seed=config.seed)
+        datamodule.setup()
+        rank_zero_only(datamodule.save_class_names)(run_dir / "classes.json")
+        module = VQGANModule(config)
+        trainer = fit(module, datamodule, config, run_dir, callbacks, started, ckpt_path)
+        if trainer.is_global_zero:
+            module.model.save_pretrained(tokenizer_dir)
     return tokenizer_dir

@@ -51,6 +51,7 @@ class LossConfig:
 class VQGANTrainConfig:
     run_dir: str = "runs/vqgan"
     resume: str = ""  # a .ckpt to resume from; "" resumes <run_dir>/checkpoints/last.ckpt if present
+    fresh: bool = False  # start over in run_dir even if it holds a checkpoint (the old one is overwritten)
     export_dir: str = ""  # where the tokenizer is exported; "": <run_dir>/tokenizer
     seed: int = 0
     model: VQGANConfig = field(default_factory=VQGANConfig)

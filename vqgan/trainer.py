@@ -1,8 +1,10 @@
 """The Lightning Trainer both stages run under: devices, precision, checkpoints, logging."""
 from __future__ import annotations
 
+import os
 import time
 import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from .budget import StepBudget
 from .errors import CheckpointError
 from .hardware import native_bf16
 from .io import atomic_path
+from .run_folder import RunLock, check_fingerprint, write_fingerprint
 from .resume import ResumeState
 
 # Expected here, not problems: checkpoints are taken after the optimizer steps (what resuming
@@ -141,12 +144,34 @@ def build_trainer(config: TrainerConfig, run_dir: str | Path, callbacks: list[pl
     )
 
 
+def _primary_process() -> bool:
+    """False in the processes Lightning's DDP launcher starts for ranks > 0 (they rerun the command)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+@contextmanager
+def run_folder(config, run_dir: str | Path):
+    """Hold `run_dir` for this run (a lock naming this process) and check that its recorded
+    settings allow resuming there; yields the checkpoint to resume from, or None. Everything
+    is checked before anything is written."""
+    run_dir = Path(run_dir)
+    primary = _primary_process()
+    with RunLock(run_dir) if primary else nullcontext():
+        ckpt_path = None if config.fresh else resume_path(run_dir, config.resume)
+        if ckpt_path is not None:
+            check_checkpoint(ckpt_path)
+        if primary:
+            check_fingerprint(config, run_dir, resuming=ckpt_path is not None)
+        yield ckpt_path
+
+
 def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, config, run_dir: str | Path,
-        callbacks: list[pl.Callback] = (), started: float | None = None) -> pl.Trainer:
+        callbacks: list[pl.Callback] = (), started: float | None = None, ckpt_path: str | None = None) -> pl.Trainer:
     """Train `module` under `config.trainer`: image grids, checkpoints every
     `checkpoint_every` batches and at the end, exact resume from `<run_dir>/checkpoints/last.ckpt`
     (or `config.resume`), and a clean stop with a checkpoint on SIGTERM / SIGINT
-    (raised afterwards as `TrainingInterrupted`). Saves the merged config beside the outputs.
+    (raised afterwards as `TrainingInterrupted`). Saves the merged config and its fingerprint
+    beside the outputs. Call it inside `run_folder`, which gives `ckpt_path`.
     With `trainer.max_steps=0` the number of batches comes from `trainer.budget_minutes`,
     counted from `started` (a `time.perf_counter()` value; default: now)."""
     run_dir = Path(run_dir)
@@ -163,9 +188,7 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, config, 
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
-    ckpt_path = resume_path(run_dir, config.resume)
-    if ckpt_path is not None:
-        check_checkpoint(ckpt_path)
+        write_fingerprint(config, run_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     resume_state.raise_if_interrupted(trainer.global_step)
     trainer.save_checkpoint(last, weights_only=False)

@@ -14,14 +14,14 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from .budget import StepBudget
 from .callbacks import ImageGridLogger
 from .config import require, save_config
-from .budget import StepBudget
 from .errors import CheckpointError
 from .hardware import native_bf16
 from .io import atomic_path
-from .run_folder import RunLock, check_fingerprint, write_fingerprint
 from .resume import ResumeState
+from .run_folder import RunLock, check_fingerprint, write_fingerprint
 
 # Expected here, not problems: checkpoints are taken after the optimizer steps (what resuming
 # needs), and the frozen LPIPS network stays in eval mode during training.

@@ -85,3 +85,28 @@ def test_nan_learning_rate_and_a_missing_gpu_are_named(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="trainer.accelerator=gpu"):
             build_trainer(TrainerConfig(accelerator="gpu"), tmp_path, [])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model: [1, 2\n", "not valid YAML"),
+    ("- a\n- b\n", "must be a mapping"),
+    ("model: !!python/object/apply:os.system ['touch {marker}']\n", "not valid YAML"),
+])
+def test_bad_yaml_files_are_one_line_errors(tmp_path, text, message):
+    from vqgan.train_config import VQGANTrainConfig
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text.format(marker=tmp_path / "ran"))
+    with pytest.raises(ConfigError, match=message):
+        load_config(VQGANTrainConfig, path)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_config_json_that_is_a_list_is_refused(tmp_path):
+    import json
+
+    from vqgan import VQGAN
+
+    (tmp_path / "config.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(ConfigError, match="JSON object"):
+        VQGAN.from_pretrained(tmp_path)

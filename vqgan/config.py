@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
@@ -64,7 +65,7 @@ def load_config(schema: type[T], path: str | Path | Sequence[str | Path] | None 
     for p in map(Path, paths):
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
-        merged = _merge(merged, OmegaConf.load(p), str(p))
+        merged = _merge(merged, read_mapping(p), str(p))
     if overrides:
         merged = _merge(merged, parse_overrides(overrides), "command line")
     try:
@@ -92,8 +93,22 @@ def require(condition: bool, key: str, message: str) -> None:
         raise ValueError(f"'{key}' {message}")
 
 
+def read_mapping(path: Path) -> DictConfig:
+    """A YAML file that must hold a mapping of keys; bad YAML, a list or a scalar, and tags that
+    would build Python objects (never constructed) are ConfigErrors naming the file."""
+    try:
+        node = OmegaConf.load(path)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys, not a list or a single value")
+    return node
+
+
 def config_from_dict(schema: type[T], values: dict, source: str) -> T:
     """Rebuild a (nested) dataclass from a plain dict such as a config.json, strictly."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: must be a JSON object of config keys, got a {type(values).__name__}")
     merged = _merge(OmegaConf.structured(schema), OmegaConf.create(values), source)
     try:
         return OmegaConf.to_object(merged)
@@ -103,4 +118,4 @@ def config_from_dict(schema: type[T], values: dict, source: str) -> T:
 
 def read_yaml(path: str | Path) -> dict:
     """A YAML file as plain dicts and lists (for foreign configs that have no schema here)."""
-    return OmegaConf.to_container(OmegaConf.load(Path(path)), resolve=True)
+    return OmegaConf.to_container(read_mapping(Path(path)), resolve=True)

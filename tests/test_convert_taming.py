@@ -1,4 +1,5 @@
 """taming-transformers checkpoints reproduce taming's own outputs (fixture: tests/fixtures/taming)."""
+import re
 import subprocess
 import sys
 
@@ -108,3 +109,13 @@ def test_convert_script(tmp_path):
                              str(tmp_path / "tok")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert VQGAN.from_pretrained(tmp_path / "tok").codebook_size == 64
+
+
+def test_random_bytes_and_badly_typed_configs_are_conversion_errors(tmp_path):
+    (tmp_path / "noise.safetensors").write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(ConversionError, match="not a readable safetensors"):
+        convert_taming(tmp_path / "noise.safetensors", FIXTURE / "vqgan_tiny_config.yaml")
+    text = (FIXTURE / "vqgan_tiny_config.yaml").read_text()
+    (tmp_path / "typed.yaml").write_text(re.sub(r"\bch: \d+", "ch: abc", text, count=1))
+    with pytest.raises(ConversionError, match="typed.yaml"):
+        convert_taming(FIXTURE / "vqgan_tiny.ckpt", tmp_path / "typed.yaml")

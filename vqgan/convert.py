@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .config import read_yaml
@@ -26,6 +27,14 @@ class ConversionError(ValueError):
 
 def config_from_taming(taming_config: dict, source: str = "config") -> VQGANConfig:
     """taming's `model: {target, params: {ddconfig, n_embed, embed_dim, ...}}` -> VQGANConfig."""
+    try:
+        return _config_from_taming(taming_config, source)
+    except (KeyError, TypeError, AttributeError) as err:  # a key missing or of the wrong type
+        raise ConversionError(f"{source}: not a taming VQGAN config this converter can read "
+                              f"({type(err).__name__}: {err})") from None
+
+
+def _config_from_taming(taming_config: dict, source: str) -> VQGANConfig:
     try:
         model = taming_config["model"]
         target, params = model["target"], model["params"]
@@ -59,7 +68,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A Lightning .ckpt (its `state_dict`, loaded with weights_only=True) or a .safetensors file."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise ConversionError(f"{path}: not a readable safetensors file: {err}") from None
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is a refusal

@@ -58,7 +58,7 @@ def test_gpt_resume_after_sigkill_is_bitwise_identical(tmp_path, emoji_subset, t
 def test_vqgan_resume_after_sigkill_matches(tmp_path, emoji_subset):
     steps = 16
     extra = ["trainer.checkpoint_every=3", "trainer.image_every=0", "trainer.val_every=0", "data.num_workers=2",
-             "loss.disc_weight=0.5", "loss.disc_start=4", "loss.discriminator.n_layers=2", "loss.discriminator.ndf=8",
+             "loss.disc_weight=0.5", "loss.disc_start=1", "loss.discriminator.n_layers=2", "loss.discriminator.ndf=8",
              "model.quantizer.kind=ema", "model.quantizer.restart_threshold=2.0", "model.quantizer.decay=0.5",
              "model.quantizer.kmeans_init=false"]
     straight = tmp_path / "straight"

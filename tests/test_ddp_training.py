@@ -1,8 +1,16 @@
-"""Stage 1 under Lightning DDP with 2 CPU processes (gloo): the ranks stay identical."""
+"""Both stages under Lightning DDP with 2 CPU processes (gloo): the ranks stay identical, and a
+run killed in the middle of an epoch resumes to the weights of one never interrupted."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytorch_lightning as pl
 import torch
+from safetensors.torch import load_file
 
-from tests.conftest import REPO, tiny_vqgan_overrides
+from tests.conftest import REPO, tiny_gpt_overrides, tiny_vqgan_overrides
 from vqgan.config import load_config
 from vqgan.lightning import fit_vqgan
 from vqgan.train_config import VQGANTrainConfig
@@ -41,3 +49,50 @@ def test_ddp_ranks_end_identical_and_only_rank0_writes(tmp_path, emoji_subset):
     assert sorted(p.name for p in (run / "images").iterdir()) == [
         "reconstructions_000003.png", "reconstructions_000006.png", "reconstructions_last.png"]
     assert (run / "tokenizer" / "model.safetensors").is_file()
+
+
+DDP = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp_spawn", "data.num_workers=0",
+       "trainer.checkpoint_every=3", "trainer.image_every=0", "trainer.val_every=0"]
+
+
+def kill_at_first_checkpoint_and_resume(command: list[str], run) -> None:
+    """Run `command`, SIGKILL its whole process group (the spawned ranks too) once the first
+    checkpoint exists, then run it again to the end."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    last = run / "checkpoints" / "last.ckpt"
+    while not last.exists() and proc.poll() is None:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < torch.load(last, weights_only=True)["global_step"] < 6, "not interrupted mid-way"
+    finish(command)
+
+
+def finish(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def same_weights(a, b) -> bool:
+    a, b = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stage1_ddp_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, emoji_subset):
+    """Two gloo ranks, the GAN started before the kill at batch 3 of a 4-batch epoch per rank."""
+    script = [sys.executable, str(REPO / "scripts" / "train_vqgan.py"), "--config", str(REPO / "configs/vqgan/emoji32.yaml")]
+    gan = ["loss.disc_weight=0.5", "loss.disc_start=1", "loss.discriminator.n_layers=2", "loss.discriminator.ndf=8",
+           "loss.discriminator.norm=group"]
+    command = lambda run: script + tiny_vqgan_overrides(run, emoji_subset, steps=6) + DDP + gan  # noqa: E731
+    finish(command(tmp_path / "straight"))
+    kill_at_first_checkpoint_and_resume(command(tmp_path / "broken"), tmp_path / "broken")
+    assert same_weights(tmp_path / "straight" / "tokenizer", tmp_path / "broken" / "tokenizer")
+
+
+def test_stage2_ddp_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, emoji_subset, tiny_tokenizer):
+    script = [sys.executable, str(REPO / "scripts" / "train_transformer.py"), "--config",
+              str(REPO / "configs/transformer/emoji32.yaml")]
+    command = lambda run: script + tiny_gpt_overrides(run, emoji_subset, tiny_tokenizer, steps=6) + DDP  # noqa: E731
+    finish(command(tmp_path / "straight"))
+    kill_at_first_checkpoint_and_resume(command(tmp_path / "broken"), tmp_path / "broken")
+    assert same_weights(tmp_path / "straight" / "gpt", tmp_path / "broken" / "gpt")

@@ -10,12 +10,14 @@ continue exactly as an uninterrupted one, this adds:
 """
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch.utils.data import Sampler
 
 
@@ -24,8 +26,17 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
     return hash((seed, epoch, index)) & 0x7FFFFFFF
 
 
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class EpochSampler(Sampler):
-    """Yields (epoch, index) keys in an order fixed by (seed, epoch)."""
+    """Yields (epoch, index) keys in an order fixed by (seed, epoch). Under DDP each rank takes
+    its own share of that order (padded to equal lengths by repeating its start, as
+    DistributedSampler does), so the Trainer must not wrap it (`use_distributed_sampler=False`)
+    and a resume skips exactly the samples this rank has seen."""
 
     def __init__(self, size: int, seed: int, shuffle: bool = True):
         self.size = size
@@ -43,11 +54,15 @@ class EpochSampler(Sampler):
             order = torch.randperm(self.size, generator=generator).tolist()
         else:
             order = list(range(self.size))
+        rank, world = _rank_and_world()
+        if world > 1:
+            per_rank = math.ceil(self.size / world)
+            order = (order * world)[:per_rank * world][rank::world]
         skip, self.skip = self.skip, 0
         return iter([(self.epoch, i) for i in order[skip:]])
 
     def __len__(self) -> int:
-        return self.size
+        return math.ceil(self.size / _rank_and_world()[1])
 
 
 class TrainingInterrupted(RuntimeError):

@@ -141,6 +141,7 @@ def build_trainer(config: TrainerConfig, run_dir: str | Path, callbacks: list[pl
         enable_model_summary=False,
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # EpochSampler shards itself, so that a resume stays exact
     )
 
 

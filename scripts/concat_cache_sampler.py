@@ -14,7 +14,7 @@ from einops import rearrange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from transformer.model import GPT, GPTConfig, apply_rotary  # noqa: E402
+from transformer.model import GPT, GPTConfig  # noqa: E402
 from transformer.sampling import filter_logits, generate  # noqa: E402
 
 
@@ -27,8 +27,7 @@ def _forward_with_past(model: GPT, tokens: torch.Tensor, past: torch.Tensor | No
     presents = []
     for i, block in enumerate(model.blocks):
         attn = block.attn
-        q, k, v = rearrange(attn.qkv(block.norm1(h)), "b l (three h d) -> three b h l d", three=3, h=attn.n_head)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k, v = attn.rotated_qkv(block.norm1(h), cos, sin)
         presents.append(torch.stack((k, v)))
         if past is not None:
             k = torch.cat((past[i, 0], k), dim=-2)

@@ -56,14 +56,23 @@ def evaluation_set(data: DataConfig, split: str) -> ImageFolderDataset:
     return ImageFolderDataset(index, ids, data.resolution, train=False)
 
 
+def fid_metric(config: EvalConfig) -> fid_lib.FID | None:
+    """The FID metric that `config.fid_weights` names, or None for "off"."""
+    return None if config.fid_weights == "off" else fid_lib.frechet_inception_distance(config.fid_weights)
+
+
 def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | None = None,
-             keep_images: int = 32) -> Evaluation:
+             keep_images: int = 32, fid: fid_lib.FID | None = None) -> Evaluation:
     """Reconstruction metrics of `tokenizer` and, given a `gpt`, gFID of its samples, against
-    the same real images (the `config.split` split of `data`)."""
+    the same real images (the `config.split` split of `data`). `fid`: a `fid_metric(config)`
+    already loaded (it holds no real features yet), instead of loading the network again."""
     dataset = evaluation_set(data, config.split)
     device = tokenizer.device  # every network runs where the tokenizer is
     lpips = LPIPS(PerceptualConfig(net=config.lpips_net, weights=config.lpips_weights)).to(device)
-    fid = None if config.fid_weights == "off" else fid_lib.frechet_inception_distance(config.fid_weights).to(device)
+    if fid is None:
+        fid = fid_metric(config)
+    if fid is not None:
+        fid = fid.to(device)
     metrics = {"split": config.split, "data_root": data.root, "resolution": data.resolution,
                "lpips_net": config.lpips_net, "fid_preprocessing": fid_lib.PREPROCESSING}
     metrics.update(reconstruction_metrics(tokenizer, dataset, lpips, fid, config.batch_size))

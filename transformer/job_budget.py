@@ -24,12 +24,13 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-@torch.inference_mode()
 def estimate_evaluation_seconds(tokenizer: VQGANConfig, gpt: GPTConfig, data: DataConfig, config: EvalConfig,
                                 fid) -> float:
     """Seconds the evaluation will take on this machine: one batch of each kind of work is timed
     (Inception features, sampling with the configured guidance, decoding) with random weights,
-    whose speed is that of trained ones, and scaled to the evaluation's image counts."""
+    whose speed is that of trained ones, and scaled to the evaluation's image counts. Not under
+    inference mode: `fid` is used again by the evaluation, and its states must stay ordinary
+    tensors (generate and decode switch off gradients themselves)."""
     batch = config.batch_size
     num_real = len(evaluation_set(data, config.split))
     per_feature = 0.0

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from vqgan import fid as fid_lib
 from vqgan.config import load_config, require, save_config
 from vqgan.hardware import describe_machine
 from vqgan.images import image_grid, paired_rows, save_png, to_uint8
@@ -24,7 +23,7 @@ from vqgan.io import save_tensors
 from vqgan.lightning import fit_vqgan
 from vqgan.train_config import VQGANTrainConfig
 
-from .evaluation import EvalConfig, evaluate, format_table, write_metrics
+from .evaluation import EvalConfig, evaluate, fid_metric, format_table, write_metrics
 from .job_budget import END_MARGIN_S, STAGE1_SHARE, estimate_evaluation_seconds
 from .lightning import fit_gpt, load_generator
 from .train_config import GPTTrainConfig
@@ -80,10 +79,10 @@ def run_main_job(config: MainJobConfig) -> dict:
         f"data.val_fraction={vqgan_config.data.val_fraction}", f"data.split_seed={vqgan_config.data.split_seed}",
         *budgeted, *config.gpt_overrides])
     timings = {}
-    training_deadline = None
+    training_deadline = fid = None
     if config.budget_minutes > 0:
         start = phase("timing the evaluation, to split the budget")
-        fid = None if config.eval.fid_weights == "off" else fid_lib.frechet_inception_distance(config.eval.fid_weights)
+        fid = fid_metric(config.eval)  # loaded once: the evaluation uses it again
         eval_s = estimate_evaluation_seconds(vqgan_config.model, gpt_config.model, vqgan_config.data, config.eval, fid)
         training_deadline = job_start + config.budget_minutes * 60 - eval_s - END_MARGIN_S
         timings["evaluation_estimate_s"] = eval_s
@@ -103,7 +102,7 @@ def run_main_job(config: MainJobConfig) -> dict:
     start = phase("evaluation")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     gpt, tokenizer = load_generator(run / "gpt", device)
-    result = evaluate(tokenizer, vqgan_config.data, config.eval, gpt)
+    result = evaluate(tokenizer, vqgan_config.data, config.eval, gpt, fid=fid)
     save_png(image_grid(paired_rows(result.reals, result.reconstructions, per_row=8), nrow=8), run / "reconstructions.png")
     grid = samples_by_class(result.samples, result.sample_labels, config.samples_per_row)
     save_png(image_grid(grid, nrow=config.samples_per_row), run / "samples.png")

@@ -107,11 +107,15 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = config.attn_dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
+    def rotated_qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """x (B, L, C) -> q, k, v (B, H, L, D), with q and k turned by the rotary angles."""
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.n_head)
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
+
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 cache: tuple[torch.Tensor, torch.Tensor] | None = None, start: int = 0) -> torch.Tensor:
         b, length, _ = x.shape
-        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.n_head)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k, v = self.rotated_qkv(x, cos, sin)
         dropout = self.attn_dropout if self.training else 0.0
         if cache is None:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
@@ -132,8 +136,7 @@ class CausalSelfAttention(nn.Module):
         """One new token at a tensor `position`, with shapes that never change from step to step
         (what a captured CUDA graph or a compiled step needs): x (B, 1, C), visible (1, max_len)
         bool marks the cache positions it may attend to."""
-        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.n_head)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k, v = self.rotated_qkv(x, cos, sin)
         cache_k, cache_v = cache  # (B, H, max_len, D)
         cache_k.index_copy_(2, position.view(1), k)
         cache_v.index_copy_(2, position.view(1), v)

@@ -16,7 +16,7 @@ from vqgan.errors import USER_ERRORS  # noqa: E402
 import torch  # noqa: E402
 
 from transformer.evaluation import EvalConfig, evaluate, format_table, write_metrics  # noqa: E402
-from transformer.lightning import load_generator  # noqa: E402
+from transformer.generator import load_generator  # noqa: E402
 from vqgan.data import DataConfig  # noqa: E402
 from vqgan.model import VQGAN  # noqa: E402
 

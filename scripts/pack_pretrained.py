@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch  # noqa: E402
 
-from transformer.lightning import load_generator  # noqa: E402
+from transformer.generator import load_generator  # noqa: E402
 from vqgan.errors import USER_ERRORS  # noqa: E402
 
 

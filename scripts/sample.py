@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from vqgan.errors import USER_ERRORS  # noqa: E402
 import torch  # noqa: E402
 
-from transformer.lightning import load_generator  # noqa: E402
+from transformer.generator import load_generator  # noqa: E402
 from transformer.sampling import check_sampling_args, sample_images, sampling_options  # noqa: E402
 from vqgan.images import image_grid, save_png, to_uint8  # noqa: E402
 from vqgan.io import atomic_write_text  # noqa: E402

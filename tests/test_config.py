@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,33 @@ def test_a_config_json_that_is_a_list_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps([1, 2]))
     with pytest.raises(ConfigError, match="JSON object"):
         VQGAN.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"quantizer": {"codebok_size": 8}}, r"unknown key 'quantizer.codebok_size' \(did you mean 'quantizer.codebook_size'"),
+    ({"ch": "64"}, r"'ch' must be of type int, got '64'"),
+    ({"ch": True}, r"'ch' must be of type int"),
+    ({"ch_mult": [1, 2.5]}, r"'ch_mult\[1\]' must be of type int"),
+    ({"quantizer": 3}, r"'quantizer' must be a mapping"),
+    ({"ch": -1}, r"model.ch' must be positive"),
+])
+def test_config_json_is_read_strictly_without_omegaconf(tmp_path, values, message):
+    from vqgan.export import read_config
+    from vqgan.model import VQGANConfig
+
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    with pytest.raises(ConfigError, match=message):
+        read_config(VQGANConfig, tmp_path)
+
+
+def test_config_json_round_trip_keeps_every_value(tmp_path):
+    from dataclasses import asdict
+
+    from vqgan.export import read_config
+    from vqgan.model import VQGANConfig
+    from vqgan.quantize import QuantizerConfig
+
+    config = VQGANConfig(ch=16, ch_mult=[1, 2], norm_groups=8, dropout=0.5,
+                         embed_dim=4, quantizer=QuantizerConfig(kind="fsq", codebook_size=8 * 5 * 5 * 5, beta=1))
+    (tmp_path / "config.json").write_text(json.dumps(asdict(config)))
+    assert read_config(VQGANConfig, tmp_path) == config

@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from tests.test_vqgan_model import tiny_config
 from transformer import GPT, GPTConfig
-from transformer.lightning import load_generator
+from transformer.generator import load_generator
 from vqgan import VQGAN
 
 

@@ -7,7 +7,7 @@ from safetensors import safe_open
 
 from tests.conftest import REPO
 from transformer.evaluation import evaluation_set
-from transformer.lightning import load_generator
+from transformer.generator import load_generator
 from transformer.sampling import sample_images
 from vqgan.data import DataConfig
 from vqgan.metrics import reconstruction_metrics

@@ -9,7 +9,8 @@ from PIL import Image
 
 from tests.conftest import REPO, tiny_gpt_overrides
 from transformer import codes as code_cache
-from transformer.lightning import TokenizerMismatchError, fit_gpt, load_generator
+from transformer.generator import TokenizerMismatchError, load_generator
+from transformer.lightning import fit_gpt
 from transformer.train_config import GPTTrainConfig
 from vqgan import VQGAN
 from vqgan.config import load_config

@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from vqgan.data import ImageFolderDataset, ImageIndex
 from vqgan.io import atomic_path
-from vqgan.model import VQGAN, WEIGHTS_NAME
+from vqgan.export import WEIGHTS_NAME
+from vqgan.model import VQGAN
 from vqgan.resume import item_seed
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from vqgan import fid as fid_lib
-from vqgan.config import require
+from vqgan.schema import require
 from vqgan.data import DataConfig, ImageFolderDataset, scan_images
 from vqgan.io import atomic_write_text
 from vqgan.metrics import reconstruction_metrics

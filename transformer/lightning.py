@@ -20,30 +20,10 @@ from vqgan.resume import EpochSampler
 from vqgan.trainer import fit, run_folder
 
 from . import codes as code_cache
+from .generator import TokenizerMismatchError, check_pairing, frozen_tokenizer
 from .model import GPT, GPTConfig
-from .sampling import sample_images, sampling_dtype, sampling_options
+from .sampling import sample_images, sampling_options
 from .train_config import GPTTrainConfig
-
-
-class TokenizerMismatchError(ValueError):
-    """A GPT config that does not fit the tokenizer it is paired with."""
-
-
-def check_pairing(config: GPTConfig, tokenizer: VQGAN, tokenizer_dir: str | Path) -> None:
-    """The GPT's vocabulary and grid must be the tokenizer's codebook and code grid."""
-    codebook, grid = tokenizer.codebook_size, tokenizer.config.grid_size
-    if config.vocab_size != codebook or config.grid_size != grid:
-        raise TokenizerMismatchError(
-            f"GPT (vocab_size={config.vocab_size}, grid_size={config.grid_size}) does not match the tokenizer "
-            f"{tokenizer_dir} (codebook_size={codebook}, grid {grid}x{grid}); set model.vocab_size={codebook} "
-            f"model.grid_size={grid}"
-        )
-
-
-def frozen_tokenizer(directory: str | Path, device="cpu") -> VQGAN:
-    tokenizer = VQGAN.from_pretrained(directory, device)
-    tokenizer.requires_grad_(False)
-    return tokenizer.eval()
 
 
 class CodeDataModule(pl.LightningDataModule):
@@ -156,16 +136,3 @@ def fit_gpt(config: GPTTrainConfig) -> Path:
         if trainer.is_global_zero:
             module.gpt.save_pretrained(export, tokenizer_dir=config.tokenizer)
     return export
-
-
-def load_generator(directory: str | Path, map_location="cpu", dtype: torch.dtype | None = None) -> tuple[GPT, VQGAN]:
-    """A GPT export and the tokenizer inside it, checked to fit each other, both on
-    `map_location`. The GPT is cast to `dtype` (default: `sampling_dtype`, bf16 where the
-    device computes it natively); the tokenizer stays in fp32."""
-    directory = Path(directory)
-    gpt = GPT.from_pretrained(directory, map_location)
-    gpt = gpt.to(dtype or sampling_dtype(map_location))
-    tokenizer_dir = directory / "tokenizer"
-    tokenizer = frozen_tokenizer(tokenizer_dir, map_location)
-    check_pairing(gpt.config, tokenizer, tokenizer_dir)
-    return gpt, tokenizer

@@ -25,7 +25,8 @@ from vqgan.train_config import VQGANTrainConfig
 
 from .evaluation import EvalConfig, evaluate, fid_metric, format_table, write_metrics
 from .job_budget import END_MARGIN_S, STAGE1_SHARE, estimate_evaluation_seconds
-from .lightning import fit_gpt, load_generator
+from .generator import load_generator
+from .lightning import fit_gpt
 from .train_config import GPTTrainConfig
 
 

@@ -11,21 +11,18 @@ get no rotation), fused scaled-dot-product attention, a zero-initialised head.
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import save_file
 from torch import nn
 
-from vqgan.config import require
-from vqgan.io import atomic_write_dir
-from vqgan.model import CONFIG_NAME, WEIGHTS_NAME, load_model_config, load_pretrained
+from vqgan.export import load_export, write_export
+from vqgan.schema import require
 
 
 @dataclass
@@ -275,21 +272,16 @@ class GPT(nn.Module):
     def save_pretrained(self, directory: str | Path, tokenizer_dir: str | Path | None = None) -> None:
         """Write config.json + model.safetensors (and a copy of the tokenizer folder), atomically."""
 
-        def fill(tmp: Path) -> None:
-            (tmp / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2))
-            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-            save_file(state, str(tmp / WEIGHTS_NAME))
+        def copy_tokenizer(tmp: Path) -> None:
             if tokenizer_dir is not None:
                 shutil.copytree(tokenizer_dir, tmp / "tokenizer")
 
-        atomic_write_dir(Path(directory), fill, kind="gpt")
+        write_export(directory, "gpt", self.config, self.state_dict(), extra=copy_tokenizer)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location="cpu") -> "GPT":
         """Load an export in eval mode, built directly on `map_location` (see `load_pretrained`)."""
-        directory = Path(directory)
-        config = load_model_config(GPTConfig, directory)
-        return load_pretrained(lambda: cls(config), directory, map_location).eval()
+        return load_export(cls, GPTConfig, directory, map_location).eval()
 
     @property
     def device(self) -> torch.device:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vqgan.config import require
+from vqgan.schema import require
 from vqgan.data import DataConfig
 from vqgan.optim import OptimConfig
 from vqgan.trainer import TrainerConfig

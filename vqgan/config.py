@@ -17,12 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from .io import atomic_write_text
+from .schema import ConfigError, require  # noqa: F401  (re-exported: the schemas use them)
 
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit its schema."""
 
 
 def _schema_keys(node: DictConfig, prefix: str = "") -> list[str]:
@@ -87,12 +84,6 @@ def save_config(config, path: str | Path) -> None:
     atomic_write_text(Path(path), config_to_yaml(config))
 
 
-def require(condition: bool, key: str, message: str) -> None:
-    """Range check for `__post_init__`: raise a ValueError naming `key`."""
-    if not condition:
-        raise ValueError(f"'{key}' {message}")
-
-
 def read_mapping(path: Path) -> DictConfig:
     """A YAML file that must hold a mapping of keys; bad YAML, a list or a scalar, and tags that
     would build Python objects (never constructed) are ConfigErrors naming the file."""
@@ -103,17 +94,6 @@ def read_mapping(path: Path) -> DictConfig:
     if not isinstance(node, DictConfig):
         raise ConfigError(f"{path}: a config file must be a mapping of keys, not a list or a single value")
     return node
-
-
-def config_from_dict(schema: type[T], values: dict, source: str) -> T:
-    """Rebuild a (nested) dataclass from a plain dict such as a config.json, strictly."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"{source}: must be a JSON object of config keys, got a {type(values).__name__}")
-    merged = _merge(OmegaConf.structured(schema), OmegaConf.create(values), source)
-    try:
-        return OmegaConf.to_object(merged)
-    except (ValueError, OmegaConfBaseException) as err:
-        raise ConfigError(f"{source}: {str(err).splitlines()[0]}") from None
 
 
 def read_yaml(path: str | Path) -> dict:

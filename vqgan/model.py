@@ -7,27 +7,20 @@
 """
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import ConfigError, config_from_dict, require
-from .io import atomic_write_dir
+from .export import load_export, write_export
 from .modules import Decoder, Encoder
 from .quantize import QuantizerConfig, QuantizerOutput, build_quantizer
+from .schema import require
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 # Training-time state that a tokenizer export leaves out.
 _NOT_EXPORTED = (".usage.", ".train_state.")
-_FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 
 
 @dataclass
@@ -179,22 +172,15 @@ class VQGAN(nn.Module):
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
                 if not any(s in k for s in _NOT_EXPORTED)}
 
-    def write_pretrained(self, directory: Path) -> None:
-        """Write config.json and model.safetensors into an existing folder (not atomic)."""
-        (directory / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2))
-        save_file(self.export_state_dict(), str(directory / WEIGHTS_NAME))
-
     def save_pretrained(self, directory: str | Path) -> None:
         """Export to `directory` (config.json + model.safetensors), replacing it atomically."""
-        atomic_write_dir(Path(directory), self.write_pretrained, kind="tokenizer")
+        write_export(directory, "tokenizer", self.config, self.export_state_dict())
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "VQGAN":
         """Load an exported tokenizer, in eval mode, built directly on `map_location` ("cuda",
         "cpu", or "meta" for the architecture alone). Errors name the bad file."""
-        directory = Path(directory)
-        config = load_model_config(VQGANConfig, directory)
-        return load_pretrained(lambda: cls(config), directory, map_location, skip=_NOT_EXPORTED).eval()
+        return load_export(cls, VQGANConfig, directory, map_location, skip=_NOT_EXPORTED).eval()
 
     @property
     def device(self) -> torch.device:
@@ -203,71 +189,3 @@ class VQGAN(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.decoder.conv_out.weight.dtype
-
-
-def load_model_config(schema, directory: Path):
-    """Read `directory/config.json` into `schema`, with errors that name the file."""
-    path = directory / CONFIG_NAME
-    if not directory.is_dir():
-        raise FileNotFoundError(f"model folder not found: {directory}")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: not an exported model folder")
-    try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path} is not valid JSON: {err}") from None
-    return config_from_dict(schema, values, str(path))
-
-
-def load_pretrained(build, directory: Path, device, skip: tuple[str, ...] = ()) -> nn.Module:
-    """`build()` a model on `device` and load `directory/model.safetensors` into it strictly.
-
-    The file's tensor shapes are checked against a skeleton on the "meta" device first, so a
-    config.json that asks for a huge model fails before any memory is allocated. Weights of a
-    lower precision (fp16 / bf16 exports) load into the model's fp32 parameters."""
-    path = directory / WEIGHTS_NAME
-    with torch.device("meta"):
-        skeleton = build()
-    check_weights_file(skeleton, directory, skip)
-    device = torch.device(device)
-    with torch.device(device):
-        model = build()
-    if device.type == "meta":  # the architecture only: no weights to read
-        return model
-    state = load_file(str(path), device=str(device))
-    nonfinite = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
-    if nonfinite:
-        raise ValueError(f"{path} holds NaN or infinite values in {nonfinite[:3]}: not a usable export")
-    model.load_state_dict(state, strict=False)
-    return model
-
-
-def check_weights_file(model: nn.Module, directory: Path, skip: tuple[str, ...] = ()) -> None:
-    """Every key of `model` (less `skip`) present in `directory/model.safetensors` with the same
-    shape and a floating dtype where the model has one; read from the header alone."""
-    path = directory / WEIGHTS_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            shapes = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
-    expected = {k: v for k, v in model.state_dict().items() if not any(s in k for s in skip)}
-    missing = sorted(set(expected) - set(shapes))
-    unexpected = sorted(set(shapes) - set(expected))
-    wrong = sorted(k for k in set(shapes) & set(expected) if shapes[k][0] != tuple(expected[k].shape))
-    not_float = sorted(k for k in set(shapes) & set(expected)
-                       if expected[k].is_floating_point() and shapes[k][1] not in _FLOAT_DTYPES)
-    if missing or unexpected or wrong or not_float:
-        details = []
-        if missing:
-            details.append(f"missing {missing[:3]}")
-        if unexpected:
-            details.append(f"unexpected {unexpected[:3]}")
-        if wrong:
-            k = wrong[0]
-            details.append(f"shape of '{k}' is {shapes[k][0]}, config.json implies {tuple(expected[k].shape)}")
-        if not_float:
-            details.append(f"'{not_float[0]}' is {shapes[not_float[0]][1]}, not a floating-point tensor")
-        raise ValueError(f"{path} does not match {directory / CONFIG_NAME}: " + "; ".join(details))

@@ -9,7 +9,6 @@ Sampling is measured against a KV cache grown by concatenation as taming-transfo
 it (scripts/concat_cache_sampler.py, same weights, same codes) and, at the small size, against
 recomputing the whole sequence every step. The large size runs only on a GPU by default.
 """
-import argparse
 import json
 import multiprocessing as mp
 import queue as queue_module
@@ -17,14 +16,19 @@ import resource
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import torch  # noqa: E402
+from vqgan.cli import Alias, comma_list, config_parser, load_script_config  # noqa: E402
 
-from vqgan.hardware import describe_machine  # noqa: E402
-from vqgan.trainer import resolved_precision  # noqa: E402
+torch = None  # imported by main() and run_phase(), after argparse: --help must not wait for it
+
+
+def import_torch() -> None:
+    global torch
+    import torch
 
 SIZES = {"small": dict(vocab_size=512, grid_size=8, n_layer=4, n_embd=256, n_head=4, batch=16),
          "medium": dict(vocab_size=1024, grid_size=16, n_layer=8, n_embd=512, n_head=8, batch=8),
@@ -135,6 +139,7 @@ def gpt_training(repeats: int) -> dict:
     from transformer.train_config import GPTTrainConfig
     from vqgan.config import load_config
     from vqgan.data import ImageFolderDataset, scan_images
+    from vqgan.trainer import resolved_precision
 
     config = load_config(GPTTrainConfig, CONFIGS["gpt"])
     tokenizer, vq_config = bench_tokenizer()
@@ -177,6 +182,7 @@ def vqgan_training(repeats: int) -> dict:
     from vqgan.config import load_config
     from vqgan.lightning import fit_vqgan
     from vqgan.train_config import VQGANTrainConfig
+    from vqgan.trainer import resolved_precision
 
     steps = max(10, 2 * repeats + 5)
     with tempfile.TemporaryDirectory() as run_dir:
@@ -205,6 +211,7 @@ PHASES = {
 
 
 def run_phase(queue, name: str, repeats: int, threads: int, configs: dict) -> None:
+    import_torch()
     torch.set_num_threads(threads)
     CONFIGS.update(configs)
     try:
@@ -233,36 +240,55 @@ def run_isolated(context, name: str, timeout: float, *args) -> dict:
     return result
 
 
+@dataclass
+class BenchConfig:
+    repeats: int = 3
+    threads: int = 0  # 0: torch's default
+    phases: list[str] = field(default_factory=list)  # []: all (sampling_large only on a GPU)
+    phase_timeout: float = 900  # seconds before a phase is stopped
+    vqgan_config: str = "configs/vqgan/emoji32.yaml"  # tokenizer and stage-1 step to time
+    gpt_config: str = "configs/transformer/emoji32.yaml"  # GPT of the training-step comparison
+    vqgan_overrides: list[str] = field(default_factory=list)  # key=value overrides of the tokenizer config
+    main_job_metrics: str = "runs/demo/metrics.json"  # metrics.json of a main-job run, for its peak memory
+    out: str = ""  # also write the JSON here
+
+
+ALIASES = [
+    Alias("--repeats", "repeats"), Alias("--threads", "threads", "0: torch's default"),
+    Alias("--phases", "phases", "comma-separated subset of " + ",".join(PHASES), to_value=comma_list),
+    Alias("--phase-timeout", "phase_timeout", "seconds before a phase is stopped"),
+    Alias("--vqgan-config", "vqgan_config"), Alias("--gpt-config", "gpt_config"),
+    Alias("--vqgan-overrides", "vqgan_overrides", "space-separated key=value overrides of the tokenizer config",
+          to_value=lambda text: comma_list(",".join(text.split()))),
+    Alias("--main-job-metrics", "main_job_metrics"), Alias("--out", "out", "also write the JSON here"),
+]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    default_phases = [p for p in PHASES if p != "sampling_large" or torch.cuda.is_available()]
-    parser.add_argument("--phases", default=",".join(default_phases),
-                        help="comma-separated subset of " + ",".join(PHASES))
-    parser.add_argument("--phase-timeout", type=float, default=900, help="seconds before a phase is stopped")
-    parser.add_argument("--vqgan-config", default=CONFIGS["vqgan"], help="tokenizer and stage-1 step to time")
-    parser.add_argument("--gpt-config", default=CONFIGS["gpt"], help="GPT of the training-step comparison")
-    parser.add_argument("--vqgan-overrides", default="", help="key=value overrides of the tokenizer config, space-separated")
-    parser.add_argument("--main-job-metrics", default="runs/demo/metrics.json",
-                        help="metrics.json of a main-job run, for its peak memory")
-    parser.add_argument("--out", help="also write the JSON here")
-    args = parser.parse_args()
-    result = {**describe_machine(), "threads": args.threads, "device": device(), "repeats": args.repeats}
-    configs = {"vqgan": args.vqgan_config, "gpt": args.gpt_config, "vqgan_overrides": args.vqgan_overrides.split()}
+    args = config_parser(__doc__, ALIASES).parse_args()  # before torch loads: --help is instant
+    config = load_script_config(BenchConfig, args)
+    unknown = sorted(set(config.phases) - set(PHASES))
+    if unknown:
+        sys.exit(f"error: unknown phases {unknown}; choose from {','.join(PHASES)}")
+    import_torch()
+    from vqgan.hardware import describe_machine
+
+    threads = config.threads or torch.get_num_threads()
+    phases = config.phases or [p for p in PHASES if p != "sampling_large" or torch.cuda.is_available()]
+    result = {**describe_machine(), "threads": threads, "device": device(), "repeats": config.repeats}
+    configs = {"vqgan": config.vqgan_config, "gpt": config.gpt_config, "vqgan_overrides": config.vqgan_overrides}
     result["configs"] = configs
     context = mp.get_context("spawn")
-    for name in args.phases.split(","):
+    for name in phases:
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        result[name] = run_isolated(context, name, args.phase_timeout, args.repeats, args.threads, configs)
-    main_job = Path(args.main_job_metrics)
+        result[name] = run_isolated(context, name, config.phase_timeout, config.repeats, threads, configs)
+    main_job = Path(config.main_job_metrics)
     if main_job.is_file():
         result["main_job_peak_rss_mb"] = json.loads(main_job.read_text()).get("peak_rss_mb")
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-
+    if config.out:
+        Path(config.out).write_text(text)
 
 if __name__ == "__main__":
     main()

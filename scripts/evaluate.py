@@ -6,59 +6,81 @@
 The validation split is the one training used (same --val-fraction and --split-seed).
 Prints a table and writes the numbers, with the sample counts, as JSON.
 """
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from vqgan.errors import USER_ERRORS  # noqa: E402
-import torch  # noqa: E402
+from transformer.eval_config import EvalConfig  # noqa: E402
+from vqgan.cli import Alias, config_parser, load_script_config  # noqa: E402
 
-from transformer.evaluation import EvalConfig, evaluate, format_table, write_metrics  # noqa: E402
-from transformer.generator import load_generator  # noqa: E402
-from vqgan.data import DataConfig  # noqa: E402
-from vqgan.model import VQGAN  # noqa: E402
+
+@dataclass
+class EvaluateScriptConfig(EvalConfig):
+    tokenizer: str = ""  # a tokenizer export folder, or:
+    model: str = ""  # a GPT export folder (its tokenizer/ is evaluated too)
+    data: str = "data/emoji"  # image folder
+    use_labels: bool = True  # false: the folder has no class subfolders
+    val_fraction: float = 0.1  # the split training used
+    split_seed: int = 0
+    out: str = "metrics.json"
+    device: str = "auto"  # "auto": cuda if visible, else cpu
+
+    section = ""  # the keys are top-level here
+
+
+ALIASES = [
+    Alias("--tokenizer", "tokenizer", "tokenizer export folder"),
+    Alias("--model", "model", "GPT export folder (its tokenizer/ is evaluated too)"),
+    Alias("--data", "data", "image folder (default: data/emoji)"),
+    Alias("--split", "split", "val (the training split's held-out images) or all"),
+    Alias("--val-fraction", "val_fraction"),
+    Alias("--split-seed", "split_seed"),
+    Alias("--no-labels", "use_labels", "the folder has no class subfolders", const="false"),
+    Alias("--lpips-net", "lpips_net", "alex or vgg"),
+    Alias("--lpips-weights", "lpips_weights", "LPIPS weights folder (default: $VQGAN_LPIPS_WEIGHTS)"),
+    Alias("--fid-weights", "fid_weights", "Inception file, 'torch-fidelity' or 'off' (default: $VQGAN_FID_WEIGHTS)"),
+    Alias("--num-samples", "num_samples", "gFID samples (with --model)"),
+    Alias("--cfg", "cfg_scale", "guidance scale for the samples (0: none)"),
+    Alias("--top-k", "top_k", "0: off"),
+    Alias("--top-p", "top_p", "1: off"),
+    Alias("--temperature", "temperature"),
+    Alias("--batch-size", "batch_size"),
+    Alias("--seed", "seed"),
+    Alias("--out", "out", "JSON file to write"),
+    Alias("--device", "device", "cuda, cpu, ... (default: cuda if visible)"),
+]
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--tokenizer", help="tokenizer export folder")
-    source.add_argument("--model", help="GPT export folder (its tokenizer/ is evaluated too)")
-    p.add_argument("--data", default="data/emoji", help="image folder")
-    p.add_argument("--split", choices=["val", "all"], default="val")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--no-labels", action="store_true", help="the folder has no class subfolders")
-    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex")
-    p.add_argument("--lpips-weights", default="", help="path (default: $VQGAN_LPIPS_WEIGHTS)")
-    p.add_argument("--fid-weights", default="", help="path or 'torch-fidelity' (default: $VQGAN_FID_WEIGHTS)")
-    p.add_argument("--num-samples", type=int, default=300, help="gFID samples (with --model)")
-    p.add_argument("--cfg", type=float, default=2.0, help="guidance scale for the samples (0: none)")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="metrics.json")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = p.parse_args()
+    args = config_parser(__doc__, ALIASES).parse_args()  # before torch loads: --help is instant
+    config = load_script_config(EvaluateScriptConfig, args)
+
+    import torch
+
+    from transformer.evaluation import evaluate, format_table, write_metrics
+    from transformer.generator import load_generator
+    from vqgan.data import DataConfig
+    from vqgan.errors import USER_ERRORS
+    from vqgan.model import VQGAN
+
+    device = config.device if config.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        if args.model:
-            gpt, tokenizer = load_generator(args.model, args.device)
+        if bool(config.model) == bool(config.tokenizer):
+            raise ValueError("give exactly one of --model <GPT export> and --tokenizer <tokenizer export>")
+        if config.model:
+            gpt, tokenizer = load_generator(config.model, device)
         else:
-            gpt, tokenizer = None, VQGAN.from_pretrained(args.tokenizer, args.device)
-        resolution = tokenizer.config.resolution
-        data = DataConfig(root=args.data, resolution=resolution, use_labels=not args.no_labels,
-                          val_fraction=args.val_fraction, split_seed=args.split_seed)
-        config = EvalConfig(split=args.split, batch_size=args.batch_size, lpips_net=args.lpips_net,
-                            lpips_weights=args.lpips_weights, fid_weights=args.fid_weights,
-                            num_samples=args.num_samples, cfg_scale=args.cfg, top_k=args.top_k, seed=args.seed)
+            gpt, tokenizer = None, VQGAN.from_pretrained(config.tokenizer, device)
+        data = DataConfig(root=config.data, resolution=tokenizer.config.resolution, use_labels=config.use_labels,
+                          val_fraction=config.val_fraction, split_seed=config.split_seed)
         result = evaluate(tokenizer, data, config, gpt)
     except USER_ERRORS as err:
         sys.exit(f"error: {err}")
-    write_metrics(result.metrics, args.out, config)
+    write_metrics(result.metrics, config.out, config)
     print(format_table(result.metrics))
-    print(f"wrote {args.out}")
+    print(f"wrote {config.out}")
 
 
 if __name__ == "__main__":

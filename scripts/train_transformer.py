@@ -6,25 +6,23 @@ The dataset is tokenized once into a code cache (reused while nothing changes). 
 to run_dir: checkpoints/last.ckpt (a rerun resumes), images/samples_*.png, config.yaml and
 the export gpt/ (with a copy of the tokenizer: all that scripts/sample.py needs).
 """
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from vqgan.errors import USER_ERRORS  # noqa: E402
-from transformer.lightning import fit_gpt  # noqa: E402
-from transformer.train_config import GPTTrainConfig  # noqa: E402
-from vqgan.config import load_config  # noqa: E402
+from vqgan.cli import config_parser, load_script_config  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML file, e.g. configs/transformer/emoji32.yaml")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. tokenizer=runs/x/tokenizer")
-    args = parser.parse_args()
+    args = config_parser(__doc__, config_required=True).parse_args()  # before torch loads: --help is instant
+    from transformer.train_config import GPTTrainConfig
+    from transformer.lightning import fit_gpt
+    from vqgan.errors import USER_ERRORS
+
+    config = load_script_config(GPTTrainConfig, args)
     try:
-        export = fit_gpt(load_config(GPTTrainConfig, args.config, args.overrides))
+        export = fit_gpt(config)
     except USER_ERRORS as err:
         sys.exit(f"error: {err}")
     print(f"GPT exported to {export}")

@@ -141,3 +141,15 @@ def test_config_json_round_trip_keeps_every_value(tmp_path):
                          embed_dim=4, quantizer=QuantizerConfig(kind="fsq", codebook_size=8 * 5 * 5 * 5, beta=1))
     (tmp_path / "config.json").write_text(json.dumps(asdict(config)))
     assert read_config(VQGANConfig, tmp_path) == config
+
+
+def test_yaml11_boolean_words_stay_strings_in_overrides():
+    """`eval.fid_weights=off` is the string "off" (YAML 1.1 would read False), while a bool
+    key still takes off / yes."""
+    from transformer.main_job import MainJobConfig
+
+    job = load_config(MainJobConfig, "configs/main/cpu.yaml", ["eval.fid_weights=off", "eval.lpips_weights=no"])
+    assert (job.eval.fid_weights, job.eval.lpips_weights) == ("off", "no")
+    config = load_config(VQGANTrainConfig, "configs/vqgan/emoji32.yaml",
+                         ["model.quantizer.kmeans_init=off", "model.quantizer.eval_noise=yes"])
+    assert config.model.quantizer.kmeans_init is False and config.model.quantizer.eval_noise is True

@@ -37,12 +37,12 @@ def test_failed_export_keeps_the_previous_export(tmp_path, monkeypatch):
     config = VQGANConfig(ch=16, norm_groups=8, num_res_blocks=1, z_channels=16, quantizer=QuantizerConfig(codebook_size=16))
     first = VQGAN(config)
     first.save_pretrained(tmp_path / "tok")
-    import vqgan.model
+    import vqgan.export
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(vqgan.model, "save_file", full_disk)
+    monkeypatch.setattr(vqgan.export, "save_file", full_disk)
     with pytest.raises(OSError, match="No space left"):
         VQGAN(config).save_pretrained(tmp_path / "tok")
     loaded = VQGAN.from_pretrained(tmp_path / "tok")

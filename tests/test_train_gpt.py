@@ -79,7 +79,7 @@ def test_gpt_training_end_to_end_then_sample_script(tmp_path, emoji_subset, tiny
 @pytest.mark.parametrize("args, message", [
     (["--classes", "0,9"], "out of range"), (["--top-k", "65"], "top_k"), (["--temperature", "0"], "temperature"),
     (["--top-p", "0"], "top_p"), (["--num", "0"], "--num"), (["--out", "grid.json"], ".png"),
-    (["--cfg", "-1"], "--cfg"), (["--cfg", "nan"], "--cfg"), (["--seed", str(10**23)], "--seed"),
+    (["--cfg", "-1"], "cfg_scale"), (["--cfg", "nan"], "cfg_scale"), (["--seed", str(10**23)], "seed"),
     (["--num", str(10**12)], "--num"), (["--out", "/proc/version/grid.png"], "writable"),
 ])
 def test_sample_script_refuses_bad_arguments(tmp_path, tiny_tokenizer, args, message):

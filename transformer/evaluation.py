@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 
 from vqgan import fid as fid_lib
-from vqgan.schema import require
 from vqgan.data import DataConfig, ImageFolderDataset, scan_images
 from vqgan.io import atomic_write_text
 from vqgan.metrics import reconstruction_metrics
@@ -16,27 +15,9 @@ from vqgan.model import VQGAN
 from vqgan.perceptual import LPIPS, PerceptualConfig
 
 from .metrics import balanced_labels, generation_fid
+from .eval_config import EvalConfig
 from .model import GPT
-from .sampling import sample_images, sampling_options
-
-
-@dataclass
-class EvalConfig:
-    split: str = "val"  # "val" (the training runs' held-out split) or "all"
-    batch_size: int = 50
-    lpips_net: str = "alex"
-    lpips_weights: str = ""  # "": $VQGAN_LPIPS_WEIGHTS
-    fid_weights: str = ""  # "": $VQGAN_FID_WEIGHTS; "torch-fidelity": download; "off": no rFID / gFID
-    num_samples: int = 300  # gFID samples, class-balanced
-    cfg_scale: float = 2.0  # 0: no guidance
-    top_k: int = 0  # 0: off
-    top_p: float = 1.0
-    temperature: float = 1.0
-    seed: int = 0
-
-    def __post_init__(self):
-        require(self.split in ("val", "all"), "eval.split", "must be 'val' or 'all'")
-        require(self.batch_size > 0 and self.num_samples >= 0, "eval.batch_size", "and eval.num_samples must be positive")
+from .sampling import sample_images
 
 
 @dataclass
@@ -83,8 +64,7 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
 
     samples = labels = None
     if gpt is not None and config.num_samples > 0:
-        options = sampling_options(gpt.config.num_classes > 0, config.cfg_scale, config.top_k, config.top_p,
-                                   config.temperature)
+        options = config.generate_options(gpt.config.num_classes > 0)
         labels = balanced_labels(config.num_samples, gpt.config.num_classes) if gpt.config.num_classes else None
         samples = sample_images(gpt, tokenizer, labels, config.num_samples, config.batch_size, seed=config.seed,
                                 progress=True, **options)

@@ -9,9 +9,10 @@ import torch
 from vqgan.data import DataConfig
 from vqgan.model import VQGAN, VQGANConfig
 
-from .evaluation import EvalConfig, evaluation_set
+from .eval_config import EvalConfig
+from .evaluation import evaluation_set
 from .model import GPT, GPTConfig
-from .sampling import generate, sampling_options
+from .sampling import generate
 
 STAGE1_SHARE = 0.62  # of the training time; stage 2 gets what stage 1 leaves
 FIXED_EVAL_S = 15.0  # loading LPIPS and Inception, two Frechet distances, grids
@@ -43,7 +44,7 @@ def estimate_evaluation_seconds(tokenizer: VQGANConfig, gpt: GPTConfig, data: Da
     model = GPT(gpt).eval()
     decoder = VQGAN(tokenizer).eval()
     labels = torch.arange(batch) % gpt.num_classes if gpt.num_classes else batch
-    options = sampling_options(gpt.num_classes > 0, config.cfg_scale, config.top_k, config.top_p, config.temperature)
+    options = config.generate_options(gpt.num_classes > 0)
     grid = gpt.grid_size
     per_sample = _seconds(lambda: decoder.decode(generate(model, labels, **options).view(-1, grid, grid))) / batch
     samples = config.num_samples

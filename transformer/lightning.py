@@ -22,7 +22,7 @@ from vqgan.trainer import fit, run_folder
 from . import codes as code_cache
 from .generator import TokenizerMismatchError, check_pairing, frozen_tokenizer
 from .model import GPT, GPTConfig
-from .sampling import sample_images, sampling_options
+from .sampling import sample_images
 from .train_config import GPTTrainConfig
 
 
@@ -103,8 +103,8 @@ class GPTModule(pl.LightningModule):
         s, c = self.config.sample, self.gpt.config
         labels = torch.arange(c.num_classes).repeat_interleave(s.per_class) if c.num_classes else None
         count = labels.numel() if labels is not None else s.per_class
-        options = sampling_options(c.num_classes > 0, s.cfg_scale, s.top_k, s.top_p, s.temperature)
-        images = sample_images(self.gpt, self.tokenizer.to(self.device), labels, count, batch_size=count, **options)
+        images = sample_images(self.gpt, self.tokenizer.to(self.device), labels, count, batch_size=count,
+                               seed=s.seed, **s.generate_options(c.num_classes > 0))
         return {"samples": image_grid(images, nrow=s.per_class)}
 
 

@@ -23,7 +23,8 @@ from vqgan.io import save_tensors
 from vqgan.lightning import fit_vqgan
 from vqgan.train_config import VQGANTrainConfig
 
-from .evaluation import EvalConfig, evaluate, fid_metric, format_table, write_metrics
+from .eval_config import EvalConfig
+from .evaluation import evaluate, fid_metric, format_table, write_metrics
 from .job_budget import END_MARGIN_S, STAGE1_SHARE, estimate_evaluation_seconds
 from .generator import load_generator
 from .lightning import fit_gpt

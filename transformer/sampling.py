@@ -110,12 +110,6 @@ def sampling_dtype(device: str | torch.device) -> torch.dtype:
     return torch.bfloat16 if native_bf16(device) else torch.float32
 
 
-def sampling_options(conditional: bool, cfg_scale: float, top_k: int, top_p: float, temperature: float) -> dict:
-    """Config conventions (cfg_scale <= 0, top_k = 0 and top_p = 1 mean "off") -> `generate` arguments."""
-    return {"cfg_scale": cfg_scale if conditional and cfg_scale > 0 else None, "top_k": top_k or None,
-            "top_p": top_p if top_p < 1 else None, "temperature": temperature}
-
-
 @torch.no_grad()
 def sample_images(gpt: GPT, tokenizer, labels: torch.Tensor | None, count: int, batch_size: int, seed: int = 0,
                   progress: bool = False, **options) -> torch.Tensor:

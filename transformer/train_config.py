@@ -9,6 +9,7 @@ from vqgan.optim import OptimConfig
 from vqgan.trainer import TrainerConfig
 
 from .model import GPTConfig
+from .sampling_config import SamplingConfig
 
 
 @dataclass
@@ -19,20 +20,14 @@ class CodeCacheConfig:
 
 
 @dataclass
-class SampleConfig:
+class SampleConfig(SamplingConfig):
     """How `log_images` samples the grid (one row per class)."""
 
     per_class: int = 8
-    cfg_scale: float = 2.0  # 0 or below: no guidance
-    temperature: float = 1.0
-    top_k: int = 0  # 0: off
-    top_p: float = 1.0  # 1: off
 
     def __post_init__(self):
+        super().__post_init__()
         require(self.per_class > 0, "sample.per_class", "must be positive")
-        require(self.temperature > 0, "sample.temperature", "must be > 0")
-        require(self.top_k >= 0, "sample.top_k", "must be >= 0")
-        require(0 < self.top_p <= 1, "sample.top_p", "must be in (0, 1]")
 
 
 @dataclass

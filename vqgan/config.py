@@ -50,7 +50,17 @@ def parse_overrides(overrides: Sequence[str]) -> DictConfig:
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"command line: override '{item}' is not of the form key=value")
-    return OmegaConf.from_dotlist(list(overrides))
+    return OmegaConf.from_dotlist([_quote_yaml11_words(item) for item in overrides])
+
+
+# YAML 1.1 reads these as booleans, so `eval.fid_weights=off` would become the string "False";
+# quoted they stay strings, and a bool key still accepts them (OmegaConf converts "off" -> False).
+_YAML11_BOOLEAN_WORDS = {"on", "off", "yes", "no", "y", "n"}
+
+
+def _quote_yaml11_words(item: str) -> str:
+    key, value = item.split("=", 1)
+    return f"{key}='{value}'" if value.strip().lower() in _YAML11_BOOLEAN_WORDS else item
 
 
 def load_config(schema: type[T], path: str | Path | Sequence[str | Path] | None = None,

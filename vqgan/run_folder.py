@@ -23,7 +23,7 @@ MAY_CHANGE_ON_RESUME = (
     "trainer.max_steps", "trainer.budget_minutes", "trainer.log_every", "trainer.image_every",
     "trainer.checkpoint_every", "trainer.val_every", "trainer.limit_val_batches", "trainer.progress_bar",
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.compile",
-    "sample.per_class", "sample.cfg_scale", "sample.temperature", "sample.top_k", "sample.top_p",
+    "sample.per_class", "sample.cfg_scale", "sample.temperature", "sample.top_k", "sample.top_p", "sample.seed",
     "model.class_names",  # filled in from data.root, which is checked
 )
 FINGERPRINT = "fingerprint.json"

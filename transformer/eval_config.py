@@ -1,0 +1,28 @@
+"""What `evaluate` measures and how it samples for gFID; the `eval:` section of the main job and
+the schema behind scripts/evaluate.py's flags. Light: no torch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from vqgan.schema import require
+
+from .sampling_config import SamplingConfig
+
+
+@dataclass
+class EvalConfig(SamplingConfig):
+    split: str = "val"  # "val" (the training runs' held-out split) or "all"
+    batch_size: int = 50
+    lpips_net: str = "alex"
+    lpips_weights: str = ""  # "": $VQGAN_LPIPS_WEIGHTS
+    fid_weights: str = ""  # "": $VQGAN_FID_WEIGHTS; "torch-fidelity": download; "off": no rFID / gFID
+    num_samples: int = 300  # gFID samples, class-balanced
+
+    section: ClassVar[str] = "eval"
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(self.split in ("val", "all"), "eval.split", "must be 'val' or 'all'")
+        require(self.lpips_net in ("alex", "vgg"), "eval.lpips_net", "must be 'alex' or 'vgg'")
+        require(self.batch_size > 0 and self.num_samples >= 0, "eval.batch_size", "and eval.num_samples must be positive")

@@ -141,12 +141,16 @@ def gpt_training(repeats: int) -> dict:
     from vqgan.data import ImageFolderDataset, scan_images
     from vqgan.trainer import resolved_precision
 
+    from transformer.generator import resolve_model_config
+
     config = load_config(GPTTrainConfig, CONFIGS["gpt"])
     tokenizer, vq_config = bench_tokenizer()
+    index = scan_images(config.data.root, progress=False)
+    config.model = resolve_model_config(config.model, tokenizer.codebook_size, vq_config.model.grid_size,
+                                        index.class_names, "the benchmark tokenizer", config.data.root)
     gpt = GPT(config.model).to(device())
     optimizer = torch.optim.AdamW(gpt.parameters(), lr=1e-4)
     batch = config.data.batch_size
-    index = scan_images(config.data.root, progress=False)
     dataset = ImageFolderDataset(index, list(range(len(index.paths))), vq_config.model.resolution, train=True)
     image_batches = iter(DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=0))
     codes = torch.randint(0, config.model.vocab_size, (len(index.paths), config.model.num_image_tokens))  # the cache

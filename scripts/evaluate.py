@@ -26,6 +26,9 @@ class EvaluateScriptConfig(EvalConfig):
     split_seed: int = 0
     out: str = "metrics.json"
     device: str = "auto"  # "auto": cuda if visible, else cpu
+    # where scripts/prepare_lpips_weights.py and prepare_fid_weights.py write ("": the environment variable)
+    lpips_weights: str = "weights/lpips"
+    fid_weights: str = "weights/fid"
 
     section = ""  # the keys are top-level here
 
@@ -39,8 +42,8 @@ ALIASES = [
     Alias("--split-seed", "split_seed"),
     Alias("--no-labels", "use_labels", "the folder has no class subfolders", const="false"),
     Alias("--lpips-net", "lpips_net", "alex or vgg"),
-    Alias("--lpips-weights", "lpips_weights", "LPIPS weights folder (default: $VQGAN_LPIPS_WEIGHTS)"),
-    Alias("--fid-weights", "fid_weights", "Inception file, 'torch-fidelity' or 'off' (default: $VQGAN_FID_WEIGHTS)"),
+    Alias("--lpips-weights", "lpips_weights", "LPIPS weights folder (default: weights/lpips)"),
+    Alias("--fid-weights", "fid_weights", "Inception file or folder, 'torch-fidelity' or 'off' (default: weights/fid)"),
     Alias("--num-samples", "num_samples", "gFID samples (with --model)"),
     Alias("--cfg", "cfg_scale", "guidance scale for the samples (0: none)"),
     Alias("--top-k", "top_k", "0: off"),

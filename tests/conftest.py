@@ -82,7 +82,7 @@ def tiny_gpt_overrides(run_dir: Path, data_root: Path, tokenizer: Path, steps: i
     """Overrides that shrink configs/transformer/emoji32.yaml to seconds of CPU time."""
     return [
         f"run_dir={run_dir}", f"data.root={data_root}", f"tokenizer={tokenizer}", "data.batch_size=8",
-        "model.vocab_size=64", "model.num_classes=3", "model.n_layer=2", "model.n_head=2", "model.n_embd=32",
+        "model.n_layer=2", "model.n_head=2", "model.n_embd=32",
         "sample.per_class=2", f"trainer.max_steps={steps}", "trainer.image_every=2", "trainer.checkpoint_every=2",
         "trainer.val_every=2", "trainer.log_every=1", "trainer.progress_bar=false",
     ]

@@ -76,7 +76,6 @@ def test_main_job_pipeline_on_a_tiny_preset(tmp_path, emoji_subset, lpips_weight
         "eval.num_samples=9", "eval.batch_size=9", "samples_per_row=1",
     ])
     config.vqgan_overrides += [f"data.root={emoji_subset}", "data.val_fraction=0.2", "loss.perceptual.weights=random"]
-    config.gpt_overrides += ["model.num_classes=3"]
     metrics = run_main_job(config)
     job = tmp_path / "job"
     for name in ("reconstructions.png", "samples.png", "metrics.json", "tokenizer/model.safetensors",

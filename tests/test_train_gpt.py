@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import REPO, tiny_gpt_overrides
+from transformer import GPT
 from transformer import codes as code_cache
 from transformer.generator import TokenizerMismatchError, load_generator
 from transformer.lightning import fit_gpt
@@ -95,10 +96,10 @@ def test_sample_script_refuses_bad_arguments(tmp_path, tiny_tokenizer, args, mes
 
 def test_gpt_and_tokenizer_of_other_sizes_are_refused(tmp_path, emoji_subset, tiny_tokenizer):
     overrides = tiny_gpt_overrides(tmp_path / "run", emoji_subset, tiny_tokenizer) + ["model.vocab_size=512"]
-    with pytest.raises(TokenizerMismatchError, match=r"vocab_size=512.*codebook_size=64"):
+    with pytest.raises(TokenizerMismatchError, match=r"vocab_size=512 but the tokenizer .* has codebook_size=64"):
         fit_gpt(load_config(GPTTrainConfig, CONFIG, overrides))
     overrides[-1] = "model.grid_size=16"
-    with pytest.raises(TokenizerMismatchError, match=r"grid_size=16.*grid 8x8"):
+    with pytest.raises(TokenizerMismatchError, match=r"grid_size=16 but the tokenizer .* has grid_size=8"):
         fit_gpt(load_config(GPTTrainConfig, CONFIG, overrides))
 
 
@@ -120,3 +121,22 @@ def test_compiled_training_matches_eager(tmp_path, emoji_subset, tiny_tokenizer)
     assert weights[True].keys() == weights[False].keys()
     for key, value in weights[False].items():
         torch.testing.assert_close(weights[True][key], value, atol=1e-4, rtol=1e-4, msg=key)
+
+
+def test_sizes_come_from_the_tokenizer_and_the_folder(tmp_path, emoji_subset, tiny_tokenizer):
+    export = fit_gpt(load_config(GPTTrainConfig, CONFIG, tiny_gpt_overrides(tmp_path / "run", emoji_subset,
+                                                                            tiny_tokenizer, steps=1)))
+    config = GPT.from_pretrained(export).config
+    folders = sorted(p.name for p in emoji_subset.iterdir() if p.is_dir())
+    assert (config.vocab_size, config.grid_size) == (64, 8)  # the tiny tokenizer's codebook and grid
+    assert (config.num_classes, config.class_names) == (len(folders), folders)
+
+
+def test_a_class_count_that_disagrees_is_refused_before_tokenizing(tmp_path, emoji_subset, tiny_tokenizer):
+    overrides = tiny_gpt_overrides(tmp_path / "run", emoji_subset, tiny_tokenizer) + ["model.num_classes=5"]
+    with pytest.raises(ValueError, match=r"model.num_classes=5 but .* has 3 class folders"):
+        fit_gpt(load_config(GPTTrainConfig, CONFIG, overrides))
+    assert not (tmp_path / "run").exists()  # no code cache, no run folder
+    unconditional = fit_gpt(load_config(GPTTrainConfig, CONFIG, tiny_gpt_overrides(
+        tmp_path / "uncond", emoji_subset, tiny_tokenizer, steps=1) + ["model.num_classes=0"]))
+    assert GPT.from_pretrained(unconditional).config.num_classes == 0

@@ -7,6 +7,7 @@ Imports neither Lightning nor OmegaConf (tests/test_layout.py holds it to that).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -30,6 +31,30 @@ def check_pairing(config: GPTConfig, tokenizer: VQGAN, tokenizer_dir: str | Path
             f"{tokenizer_dir} (codebook_size={codebook}, grid {grid}x{grid}); set model.vocab_size={codebook} "
             f"model.grid_size={grid}"
         )
+
+
+def resolve_model_config(model: GPTConfig, codebook_size: int, grid_size: int, class_names: list[str],
+                         tokenizer_dir: str | Path, data_root: str | Path) -> GPTConfig:
+    """`model` with vocab_size / grid_size taken from the tokenizer and num_classes / class_names
+    from the data folder's class folders where they are unset (0 / -1). A given value that
+    disagrees is refused in one line, before any tokenizing. num_classes=0 (unconditional) is
+    always allowed."""
+    updates = {}
+    for key, given, actual in (("vocab_size", model.vocab_size, codebook_size), ("grid_size", model.grid_size, grid_size)):
+        if given == 0:
+            updates[key] = actual
+        elif given != actual:
+            raise TokenizerMismatchError(
+                f"model.{key}={given} but the tokenizer {tokenizer_dir} has {key.replace('vocab_size', 'codebook_size')}="
+                f"{actual}; leave model.{key} out (it is read from the tokenizer) or set model.{key}={actual}")
+    num_classes = len(class_names) if model.num_classes == -1 else model.num_classes
+    if num_classes and num_classes != len(class_names):
+        raise ValueError(f"model.num_classes={num_classes} but {data_root} has {len(class_names)} class folders; "
+                         f"leave model.num_classes out (it is counted from the folders) or set 0 for unconditional")
+    updates["num_classes"] = num_classes
+    if num_classes and not model.class_names:
+        updates["class_names"] = list(class_names)
+    return dataclasses.replace(model, **updates)
 
 
 def frozen_tokenizer(directory: str | Path, device="cpu") -> VQGAN:

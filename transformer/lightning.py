@@ -10,7 +10,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
-from vqgan.data import scan_images
+from vqgan.data import ImageIndex, scan_images
 from vqgan.images import image_grid
 from vqgan.io import check_export_target
 from vqgan.lightning import check_finite
@@ -20,7 +20,7 @@ from vqgan.resume import EpochSampler
 from vqgan.trainer import fit, run_folder
 
 from . import codes as code_cache
-from .generator import TokenizerMismatchError, check_pairing, frozen_tokenizer
+from .generator import TokenizerMismatchError, check_pairing, frozen_tokenizer, resolve_model_config
 from .model import GPT, GPTConfig
 from .sampling import sample_images
 from .train_config import GPTTrainConfig
@@ -29,20 +29,19 @@ from .train_config import GPTTrainConfig
 class CodeDataModule(pl.LightningDataModule):
     """Train/validation codes from the cache, split exactly as stage 1 split the images."""
 
-    def __init__(self, config: GPTTrainConfig, tokenizer: VQGAN):
+    def __init__(self, config: GPTTrainConfig, tokenizer: VQGAN, index: ImageIndex | None = None):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
+        self.index = index  # the scanned folder, when the caller has it already
         self.batch_size = config.data.batch_size
         self.train_set = self.val_set = self.train_sampler = None
-        self.class_names: list[str] = []
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         c = self.config
-        index = scan_images(c.data.root, c.data.use_labels)
-        self.class_names = index.class_names
+        index = self.index or scan_images(c.data.root, c.data.use_labels)
         cache_dir = Path(c.codes.cache_dir or Path(c.run_dir) / "codes")
         cache = code_cache.load_or_build(self.tokenizer, Path(c.tokenizer), index, c.data.resolution, cache_dir,
                                          c.codes.batch_size, c.data.num_workers)
@@ -117,20 +116,17 @@ def fit_gpt(config: GPTTrainConfig) -> Path:
     export = Path(config.export_dir or run_dir / "gpt")
     check_export_target(export, "gpt")  # before training, not after
     tokenizer = frozen_tokenizer(config.tokenizer)
+    index = scan_images(config.data.root, config.data.use_labels)
+    config.model = resolve_model_config(config.model, tokenizer.codebook_size, tokenizer.config.grid_size,
+                                        index.class_names, config.tokenizer, config.data.root)
     check_pairing(config.model, tokenizer, config.tokenizer)
     if config.data.resolution != tokenizer.config.resolution:
         raise TokenizerMismatchError(
             f"data.resolution={config.data.resolution} but the tokenizer was trained at {tokenizer.config.resolution} px")
     with run_folder(config, run_dir) as ckpt_path:
         pl.seed_everything(config.seed, workers=True)
-        datamodule = CodeDataModule(config, tokenizer)
+        datamodule = CodeDataModule(config, tokenizer, index)
         datamodule.setup()
-        names = datamodule.class_names
-        if config.model.num_classes and config.model.num_classes != len(names):
-            raise ValueError(f"model.num_classes={config.model.num_classes} but {config.data.root} has "
-                             f"{len(names)} class folders")
-        if config.model.num_classes and not config.model.class_names:
-            config.model.class_names = list(names)
         module = GPTModule(config, tokenizer)
         trainer = fit(module, datamodule, config, run_dir, started=started, ckpt_path=ckpt_path)
         if trainer.is_global_zero:

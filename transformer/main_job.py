@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from vqgan.config import load_config, require, save_config
+from vqgan.data import scan_images
 from vqgan.hardware import describe_machine
 from vqgan.images import image_grid, paired_rows, save_png, to_uint8
 from vqgan.io import save_tensors
@@ -26,7 +27,7 @@ from vqgan.train_config import VQGANTrainConfig
 from .eval_config import EvalConfig
 from .evaluation import evaluate, fid_metric, format_table, write_metrics
 from .job_budget import END_MARGIN_S, STAGE1_SHARE, estimate_evaluation_seconds
-from .generator import load_generator
+from .generator import load_generator, resolve_model_config
 from .lightning import fit_gpt
 from .train_config import GPTTrainConfig
 
@@ -80,6 +81,11 @@ def run_main_job(config: MainJobConfig) -> dict:
         f"data.root={vqgan_config.data.root}", f"data.resolution={vqgan_config.data.resolution}",
         f"data.val_fraction={vqgan_config.data.val_fraction}", f"data.split_seed={vqgan_config.data.split_seed}",
         *budgeted, *config.gpt_overrides])
+    # The GPT's sizes follow the tokenizer about to be trained and the data's class folders.
+    names = scan_images(vqgan_config.data.root, vqgan_config.data.use_labels, progress=False).class_names
+    gpt_config.model = resolve_model_config(gpt_config.model, vqgan_config.model.quantizer.codebook_size,
+                                            vqgan_config.model.grid_size, names, run / "tokenizer",
+                                            vqgan_config.data.root)
     timings = {}
     training_deadline = fid = None
     if config.budget_minutes > 0:

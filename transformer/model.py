@@ -27,9 +27,9 @@ from vqgan.schema import require
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 512  # number of image codes (the tokenizer's codebook size)
-    grid_size: int = 8  # side of the code grid; the sequence has grid_size**2 image tokens
-    num_classes: int = 0  # 0: unconditional
+    vocab_size: int = 512  # number of image codes (the tokenizer's codebook size); training: 0 = from it
+    grid_size: int = 8  # side of the code grid (grid_size**2 image tokens); training: 0 = from the tokenizer
+    num_classes: int = 0  # 0: unconditional; training: -1 = the data folder's number of class folders
     class_names: list[str] = field(default_factory=list)  # for sample grids; saved with the export
     n_layer: int = 4
     n_head: int = 4
@@ -40,15 +40,23 @@ class GPTConfig:
     rope_base: float = 100.0  # grid sides are small: a low base spreads the frequencies over them
 
     def __post_init__(self):
-        for key in ("vocab_size", "grid_size", "n_layer", "n_head", "n_embd"):
+        for key in ("n_layer", "n_head", "n_embd"):
             require(getattr(self, key) > 0, f"model.{key}", "must be positive")
-        require(self.num_classes >= 0, "model.num_classes", "must be >= 0")
+        # 0 / -1: not known yet; training fills them in from the tokenizer and the data (`resolve_model_config`)
+        require(self.vocab_size >= 0 and self.grid_size >= 0, "model.vocab_size",
+                "and model.grid_size must be positive (or 0: the tokenizer's)")
+        require(self.num_classes >= -1, "model.num_classes", "must be >= 0 (or -1: the data folder's)")
         require(self.n_embd % self.n_head == 0, "model.n_embd", f"must be divisible by model.n_head={self.n_head}")
         require((self.n_embd // self.n_head) % 4 == 0, "model.n_embd",
                 "/ n_head (the head size) must be divisible by 4 for 2-D rotary embeddings")
         require(0 <= self.cond_drop < 1, "model.cond_drop", "must be in [0, 1)")
         require(not self.class_names or len(self.class_names) == self.num_classes, "model.class_names",
                 f"has {len(self.class_names)} names for model.num_classes={self.num_classes}")
+
+    @property
+    def resolved(self) -> bool:
+        """True once vocab_size, grid_size and num_classes hold real values (no 0 / -1 left)."""
+        return self.vocab_size > 0 and self.grid_size > 0 and self.num_classes >= 0
 
     @property
     def num_image_tokens(self) -> int:
@@ -177,6 +185,9 @@ class GPT(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
+        if not config.resolved:
+            raise ValueError(f"GPTConfig has unset sizes (vocab_size={config.vocab_size}, grid_size={config.grid_size}, "
+                             f"num_classes={config.num_classes}): fill them in with resolve_model_config")
         self.config = config
         self.tok_emb = nn.Embedding(config.total_vocab, config.n_embd)
         self.drop = nn.Dropout(config.dropout)

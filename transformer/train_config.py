@@ -38,7 +38,8 @@ class GPTTrainConfig:
     export_dir: str = ""  # where the GPT is exported; "": <run_dir>/gpt
     seed: int = 0
     tokenizer: str = ""  # a tokenizer folder exported by stage 1 (required)
-    model: GPTConfig = field(default_factory=GPTConfig)
+    # vocab_size / grid_size from the tokenizer and num_classes from data.root, unless given
+    model: GPTConfig = field(default_factory=lambda: GPTConfig(vocab_size=0, grid_size=0, num_classes=-1))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=6e-4, betas=[0.9, 0.95], weight_decay=0.1))
     data: DataConfig = field(default_factory=lambda: DataConfig(batch_size=64, num_workers=0))
     codes: CodeCacheConfig = field(default_factory=CodeCacheConfig)

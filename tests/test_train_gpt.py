@@ -140,3 +140,22 @@ def test_a_class_count_that_disagrees_is_refused_before_tokenizing(tmp_path, emo
     unconditional = fit_gpt(load_config(GPTTrainConfig, CONFIG, tiny_gpt_overrides(
         tmp_path / "uncond", emoji_subset, tiny_tokenizer, steps=1) + ["model.num_classes=0"]))
     assert GPT.from_pretrained(unconditional).config.num_classes == 0
+
+
+def test_run_feedback_step_bar_lr_and_hparams(tmp_path, emoji_subset, tiny_tokenizer, capfd):
+    """One progress bar over the run (global step of max_steps), the learning rate in the logs,
+    and every setting in TensorBoard's hparams."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    overrides = tiny_gpt_overrides(tmp_path / "run", emoji_subset, tiny_tokenizer, steps=6)
+    overrides += ["trainer.progress_bar=true", "trainer.val_every=0", "data.batch_size=4"]
+    fit_gpt(load_config(GPTTrainConfig, CONFIG, overrides))
+    captured = capfd.readouterr()
+    shown = (captured.out + captured.err).replace("\r", "\n")
+    assert "6/6" in shown and "step (epoch" in shown
+    hparams = (tmp_path / "run" / "tensorboard" / "hparams.yaml").read_text()
+    assert "model.n_layer: 2" in hparams and "optim.lr:" in hparams
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    lrs = [e.value for e in events.Scalars("train/lr")]
+    assert len(lrs) >= 2 and lrs[-1] > lrs[0] > 0  # warm-up: the rate rises

@@ -89,6 +89,7 @@ class GPTModule(pl.LightningModule):
         check_finite({"cross_entropy": loss}, self.global_step)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/bits_per_token", loss / math.log(2))
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -73,3 +74,36 @@ class StepTimer(pl.Callback):
         """Share of the wall time spent waiting for data, after `skip` warm-up batches."""
         waits, times = sum(self.waits[skip:]), sum(self.times[skip + 1:])
         return waits / (waits + times) if waits + times > 0 else float("nan")
+
+
+class StepProgressBar(TQDMProgressBar):
+    """One bar over the whole run instead of one per epoch: the global step out of max_steps,
+    with tqdm's rate and ETA (from this process's batches, so a resumed run's ETA holds), and
+    the epoch in the description. A time budget that fixes max_steps later updates the total."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        bar = self.train_progress_bar
+        bar.total = self._total(trainer)
+        bar.initial = bar.n = trainer.global_step  # a resume starts part-way
+
+    def on_train_epoch_start(self, trainer, *_) -> None:
+        self.train_progress_bar.set_description(f"step (epoch {trainer.current_epoch})")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        bar = self.train_progress_bar
+        if bar is None or bar.disable:
+            return
+        total = self._total(trainer)
+        if bar.total != total:
+            bar.total = total
+        if self._should_update(trainer.global_step, total or 0):
+            bar.n = trainer.global_step
+            bar.set_postfix(self.get_metrics(trainer, pl_module))  # refreshes the bar
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        pass  # the bar lives on across epochs
+
+    @staticmethod
+    def _total(trainer) -> int | None:
+        return trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None

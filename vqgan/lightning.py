@@ -15,6 +15,7 @@ from .data import ImageDataModule
 from .discriminator import PatchDiscriminator
 from .images import image_grid, paired_rows
 from .io import check_export_target
+from .metrics import image_quality
 from .model import VQGAN
 from .optim import adamw, param_groups, warmup_cosine
 from .perceptual import LPIPS
@@ -169,9 +170,9 @@ class VQGANModule(pl.LightningModule):
         x = batch["image"]
         out = self.model(x)
         terms = self.reconstruction_terms(x, out.reconstruction)
-        mse = torch.mean((x.float().clamp(-1, 1) - out.reconstruction.float().clamp(-1, 1)) ** 2 / 4)
         logs = {f"val/{k}": v for k, v in terms.items()}
-        logs["val/psnr"] = -10 * torch.log10(mse.clamp_min(1e-10))
+        # per image, then averaged over images: the PSNR of metrics.json (vqgan/metrics.py)
+        logs["val/psnr"] = image_quality(x, out.reconstruction)["psnr"].mean()
         self.log_dict(logs, on_epoch=True, sync_dist=True, batch_size=x.shape[0])
 
     # --- images -----------------------------------------------------------------------

@@ -15,13 +15,13 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from .budget import StepBudget
-from .callbacks import ImageGridLogger
+from .callbacks import ImageGridLogger, StepProgressBar
 from .config import require, save_config
 from .errors import CheckpointError
 from .hardware import native_bf16
 from .io import atomic_path
 from .resume import ResumeState
-from .run_folder import RunLock, check_fingerprint, write_fingerprint
+from .run_folder import RunLock, check_fingerprint, flatten, write_fingerprint
 
 # Expected here, not problems: checkpoints are taken after the optimizer steps (what resuming
 # needs), and the frozen LPIPS network stays in eval mode during training.
@@ -130,7 +130,7 @@ def build_trainer(config: TrainerConfig, run_dir: str | Path, callbacks: list[pl
         strategy=strategy,
         precision=resolved_precision(config),
         logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
-        callbacks=[checkpoints, *callbacks],
+        callbacks=[checkpoints, *callbacks, *([StepProgressBar()] if config.progress_bar else [])],
         log_every_n_steps=config.log_every,
         # val_every=0: no validation during training (Lightning's per-epoch default is turned off too)
         val_check_interval=config.val_every or None,
@@ -190,6 +190,9 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, config, 
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
         write_fingerprint(config, run_dir)
+    # TensorBoard's HPARAMS tab: every setting, lists as text
+    trainer.logger.log_hyperparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                    for k, v in flatten(config).items()})
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     resume_state.raise_if_interrupted(trainer.global_step)
     trainer.save_checkpoint(last, weights_only=False)

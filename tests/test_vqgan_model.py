@@ -125,3 +125,14 @@ def test_encode_and_decode_forgive_common_inputs():
         model.encode(torch.rand(2, 1, 32, 32))
     with pytest.raises(ValueError, match="decode expects codes"):
         model.decode(torch.zeros(2, 10, dtype=torch.long))
+
+
+@pytest.mark.parametrize("images, message", [
+    (torch.rand(2, 3, 30, 30), "multiples of 4"),
+    (torch.rand(2, 3, 32, 32) * 255, r"\[-1, 1\].*scaled to \[0, 255\]"),
+    (torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.int32), "uint8"),
+])
+def test_encode_names_what_it_cannot_take(images, message):
+    tokenizer = VQGAN(VQGANConfig(ch=16, norm_groups=8, num_res_blocks=1, z_channels=16, ch_mult=[1, 2, 2]))
+    with pytest.raises((ValueError, TypeError), match=message):
+        tokenizer.encode(images)

@@ -135,8 +135,17 @@ class VQGAN(nn.Module):
             x = x.unsqueeze(0)
         if x.dim() != 4 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"expected images (B, {self.config.in_channels}, H, W), got shape {tuple(x.shape)}")
+        f = self.config.downsample_factor
+        if x.shape[2] % f or x.shape[3] % f:
+            raise ValueError(f"image sides must be multiples of {f} (the tokenizer downsamples by {f}), "
+                             f"got {x.shape[2]}x{x.shape[3]}")
         if x.dtype == torch.uint8:
             x = x.float() / 127.5 - 1
+        elif not x.is_floating_point():
+            raise TypeError(f"expected float images in [-1, 1] or uint8 in [0, 255], got {x.dtype}")
+        elif x.numel() and x.abs().max() > 10:  # the [0, 255] mistake; noise and resampling overshoot stay allowed
+            raise ValueError(f"float images must lie in [-1, 1] (uint8: [0, 255]); these reach "
+                             f"{x.abs().max().item():.3g} - were they scaled to [0, 255]?")
         return x.to(self.device, self.dtype)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

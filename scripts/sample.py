@@ -97,7 +97,7 @@ def main() -> None:
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {device} but no CUDA GPU is visible here; use --device cpu")
         gpt, tokenizer = load_generator(config.model, device)
-        options = config.generate_options(gpt.config.num_classes > 0)
+        options = config.generate_options(gpt.config)
         check_sampling_args(gpt, **options)
         classes = class_list(config.classes, gpt.config.num_classes)
     except USER_ERRORS as err:

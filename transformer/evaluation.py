@@ -64,7 +64,7 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
 
     samples = labels = None
     if gpt is not None and config.num_samples > 0:
-        options = config.generate_options(gpt.config.num_classes > 0)
+        options = config.generate_options(gpt.config)
         labels = balanced_labels(config.num_samples, gpt.config.num_classes) if gpt.config.num_classes else None
         samples = sample_images(gpt, tokenizer, labels, config.num_samples, config.batch_size, seed=config.seed,
                                 progress=True, **options)

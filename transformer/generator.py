@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 
+from vqgan.export import load_weights, read_config
 from vqgan.model import VQGAN
 
+from .maskgit import MaskGIT
 from .model import GPT, GPTConfig
 from .sampling import sampling_dtype
 
@@ -57,6 +59,17 @@ def resolve_model_config(model: GPTConfig, codebook_size: int, grid_size: int, c
     return dataclasses.replace(model, **updates)
 
 
+def model_class(config: GPTConfig) -> type[GPT]:
+    """The class that builds a stage-2 config: GPT or MaskGIT, by `config.kind`."""
+    return MaskGIT if config.kind == "maskgit" else GPT
+
+
+def load_stage2(directory: str | Path, map_location="cpu") -> GPT:
+    """A stage-2 export of either kind (its config.json says which), in eval mode."""
+    config = read_config(GPTConfig, directory)
+    return load_weights(lambda: model_class(config)(config), Path(directory), map_location).eval()
+
+
 def frozen_tokenizer(directory: str | Path, device="cpu") -> VQGAN:
     tokenizer = VQGAN.from_pretrained(directory, device)
     tokenizer.requires_grad_(False)
@@ -64,11 +77,11 @@ def frozen_tokenizer(directory: str | Path, device="cpu") -> VQGAN:
 
 
 def load_generator(directory: str | Path, map_location="cpu", dtype: torch.dtype | None = None) -> tuple[GPT, VQGAN]:
-    """A GPT export and the tokenizer inside it, checked to fit each other, both on
-    `map_location`. The GPT is cast to `dtype` (default: `sampling_dtype`, bf16 where the
-    device computes it natively); the tokenizer stays in fp32."""
+    """A stage-2 export (GPT or MaskGIT: its config.json says) and the tokenizer inside it,
+    checked to fit each other, both on `map_location`. The model is cast to `dtype` (default:
+    `sampling_dtype`, bf16 where the device computes it natively); the tokenizer stays in fp32."""
     directory = Path(directory)
-    gpt = GPT.from_pretrained(directory, map_location)
+    gpt = load_stage2(directory, map_location)
     gpt = gpt.to(dtype or sampling_dtype(map_location))
     tokenizer_dir = directory / "tokenizer"
     tokenizer = frozen_tokenizer(tokenizer_dir, map_location)

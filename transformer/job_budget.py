@@ -11,8 +11,9 @@ from vqgan.model import VQGAN, VQGANConfig
 
 from .eval_config import EvalConfig
 from .evaluation import evaluation_set
-from .model import GPT, GPTConfig
-from .sampling import generate
+from .generator import model_class
+from .model import GPTConfig
+from .sampling import sample_images
 
 STAGE1_SHARE = 0.62  # of the training time; stage 2 gets what stage 1 leaves
 FIXED_EVAL_S = 15.0  # loading LPIPS and Inception, two Frechet distances, grids
@@ -41,11 +42,10 @@ def estimate_evaluation_seconds(tokenizer: VQGANConfig, gpt: GPTConfig, data: Da
             fid.update(images, real=False)
         per_feature = _seconds(lambda: fid.update(images, real=False)) / batch
         fid.reset()
-    model = GPT(gpt).eval()
+    model = model_class(gpt)(gpt).eval()
     decoder = VQGAN(tokenizer).eval()
-    labels = torch.arange(batch) % gpt.num_classes if gpt.num_classes else batch
-    options = config.generate_options(gpt.num_classes > 0)
-    grid = gpt.grid_size
-    per_sample = _seconds(lambda: decoder.decode(generate(model, labels, **options).view(-1, grid, grid))) / batch
+    labels = torch.arange(batch) % gpt.num_classes if gpt.num_classes else None
+    options = config.generate_options(gpt)
+    per_sample = _seconds(lambda: sample_images(model, decoder, labels, batch, batch, **options)) / batch
     samples = config.num_samples
     return FIXED_EVAL_S + per_feature * (2 * num_real + samples) + per_sample * samples

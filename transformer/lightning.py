@@ -20,7 +20,7 @@ from vqgan.resume import EpochSampler
 from vqgan.trainer import fit, run_folder
 
 from . import codes as code_cache
-from .generator import TokenizerMismatchError, check_pairing, frozen_tokenizer, resolve_model_config
+from .generator import TokenizerMismatchError, check_pairing, frozen_tokenizer, model_class, resolve_model_config
 from .model import GPT, GPTConfig
 from .sampling import sample_images
 from .train_config import GPTTrainConfig
@@ -62,7 +62,7 @@ class GPTModule(pl.LightningModule):
     def __init__(self, config: GPTTrainConfig, tokenizer: VQGAN):
         super().__init__()
         self.config = config
-        self.gpt = GPT(config.model)
+        self.gpt = model_class(config.model)(config.model)
         if config.trainer.compile:  # in place: parameter names, checkpoints and exports are unchanged
             self.gpt.compile()
         # Kept off the module tree: not trained, not in the optimizer, not in checkpoints.
@@ -93,7 +93,12 @@ class GPTModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss = self.gpt.loss(self.prefix(batch["label"], drop=False), batch["codes"])
+        prefix, codes = self.prefix(batch["label"], drop=False), batch["codes"]
+        if self.gpt.config.kind == "maskgit":  # the same masks at every validation pass
+            masks = torch.Generator(codes.device).manual_seed(batch_idx)
+            loss = self.gpt.loss(prefix, codes, generator=masks)
+        else:
+            loss = self.gpt.loss(prefix, codes)
         self.log("val/loss", loss, sync_dist=True, batch_size=batch["codes"].shape[0])
         self.log("val/bits_per_token", loss / math.log(2), prog_bar=True, sync_dist=True,
                  batch_size=batch["codes"].shape[0])
@@ -104,7 +109,7 @@ class GPTModule(pl.LightningModule):
         labels = torch.arange(c.num_classes).repeat_interleave(s.per_class) if c.num_classes else None
         count = labels.numel() if labels is not None else s.per_class
         images = sample_images(self.gpt, self.tokenizer.to(self.device), labels, count, batch_size=count,
-                               seed=s.seed, **s.generate_options(c.num_classes > 0))
+                               seed=s.seed, **s.generate_options(c))
         return {"samples": image_grid(images, nrow=s.per_class)}
 
 

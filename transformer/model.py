@@ -25,8 +25,15 @@ from vqgan.export import load_export, write_export
 from vqgan.schema import require
 
 
+STAGE2_KINDS = ("gpt", "maskgit")
+
+
 @dataclass
 class GPTConfig:
+    """The stage-2 model over a tokenizer's codes: an autoregressive GPT (`kind: gpt`) or a
+    masked-token MaskGIT (`kind: maskgit`, transformer/maskgit.py); the two share every block."""
+
+    kind: str = "gpt"  # gpt: causal, one code per step; maskgit: bidirectional, parallel decoding
     vocab_size: int = 512  # number of image codes (the tokenizer's codebook size); training: 0 = from it
     grid_size: int = 8  # side of the code grid (grid_size**2 image tokens); training: 0 = from the tokenizer
     num_classes: int = 0  # 0: unconditional; training: -1 = the data folder's number of class folders
@@ -40,6 +47,7 @@ class GPTConfig:
     rope_base: float = 100.0  # grid sides are small: a low base spreads the frequencies over them
 
     def __post_init__(self):
+        require(self.kind in STAGE2_KINDS, "model.kind", f"must be one of {STAGE2_KINDS}, got '{self.kind}'")
         for key in ("n_layer", "n_head", "n_embd"):
             require(getattr(self, key) > 0, f"model.{key}", "must be positive")
         # 0 / -1: not known yet; training fills them in from the tokenizer and the data (`resolve_model_config`)
@@ -74,7 +82,17 @@ class GPTConfig:
 
     @property
     def total_vocab(self) -> int:
+        """Image codes, then the condition tokens (classes + null, or one start token)."""
         return self.vocab_size + (self.num_classes + 1 if self.num_classes else 1)
+
+    @property
+    def mask_id(self) -> int:
+        """MaskGIT's [MASK] token: the id after the condition tokens."""
+        return self.total_vocab
+
+    @property
+    def embedding_rows(self) -> int:
+        return self.total_vocab + (1 if self.kind == "maskgit" else 0)
 
 
 def grid_angles(grid_size: int, head_dim: int, base: float) -> torch.Tensor:
@@ -103,9 +121,13 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
 
 
-class CausalSelfAttention(nn.Module):
+class SelfAttention(nn.Module):
+    """Multi-head attention with 2-D rotary positions: causal for the GPT, bidirectional for
+    MaskGIT (`config.kind`)."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
+        self.causal = config.kind == "gpt"
         self.n_head = config.n_head
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
@@ -123,7 +145,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.rotated_qkv(x, cos, sin)
         dropout = self.attn_dropout if self.training else 0.0
         if cache is None:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=self.causal)
         else:
             cache_k, cache_v = cache  # (B, H, max_len, D) views into the static cache
             cache_k[:, :, start:start + length] = k
@@ -166,7 +188,7 @@ class Block(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.norm1 = nn.RMSNorm(config.n_embd, eps=1e-6)
-        self.attn = CausalSelfAttention(config)
+        self.attn = SelfAttention(config)
         self.norm2 = nn.RMSNorm(config.n_embd, eps=1e-6)
         self.mlp = SwiGLU(config)
 
@@ -183,13 +205,18 @@ class GPT(nn.Module):
     """`forward(prefix, codes)` -> next-code logits (B, T, vocab_size) for teacher forcing;
     `step(tokens, cache, start)` runs new positions against a `KVCache` for sampling."""
 
+    KIND = "gpt"  # the config.kind this class builds
+
     def __init__(self, config: GPTConfig):
         super().__init__()
+        if config.kind != self.KIND:
+            raise ValueError(f"{type(self).__name__} builds model.kind={self.KIND}, got '{config.kind}' "
+                             "(transformer.generator.model_class picks the class for a config)")
         if not config.resolved:
             raise ValueError(f"GPTConfig has unset sizes (vocab_size={config.vocab_size}, grid_size={config.grid_size}, "
                              f"num_classes={config.num_classes}): fill them in with resolve_model_config")
         self.config = config
-        self.tok_emb = nn.Embedding(config.total_vocab, config.n_embd)
+        self.tok_emb = nn.Embedding(config.embedding_rows, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm = nn.RMSNorm(config.n_embd, eps=1e-6)

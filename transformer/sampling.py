@@ -12,9 +12,9 @@ from .model import GPT
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Keep the `top_k` largest logits and/or the smallest set with probability >= `top_p`;
-    the rest become -inf. logits (B, V) -> (B, V)."""
+    the rest become -inf. logits (..., V) -> (..., V)."""
     if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1), no full sort
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (..., 1), no full sort
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
@@ -115,7 +115,10 @@ def sample_images(gpt: GPT, tokenizer, labels: torch.Tensor | None, count: int, 
                   progress: bool = False, **options) -> torch.Tensor:
     """`count` images (labels (count,) for a class-conditional GPT, None otherwise), sampled in
     batches with one seeded generator and decoded by `tokenizer`: (count, 3, H, W) on the
-    [-1, 1] scale, on the CPU. `options` go to `generate`."""
+    [-1, 1] scale, on the CPU. `options` go to `generate` (`generate_masked` for MaskGIT)."""
+    from .maskgit_sampling import generate_masked  # here: that module builds on this one
+
+    sample_codes = generate_masked if gpt.config.kind == "maskgit" else generate
     device = gpt.device
     generator = torch.Generator(device).manual_seed(seed)
     grid = gpt.config.grid_size
@@ -123,6 +126,6 @@ def sample_images(gpt: GPT, tokenizer, labels: torch.Tensor | None, count: int, 
     for start in tqdm(range(0, count, batch_size), desc="sampling", unit="batch", disable=not progress):
         size = min(batch_size, count - start)
         cond = labels[start:start + size].to(device) if labels is not None else size
-        codes = generate(gpt, cond, generator=generator, **options)
+        codes = sample_codes(gpt, cond, generator=generator, **options)
         chunks.append(tokenizer.decode(codes.view(size, grid, grid)).cpu())
     return torch.cat(chunks)

@@ -15,6 +15,7 @@ class SamplingConfig:
     top_k: int = 0  # sample among the k most likely codes; 0: off
     top_p: float = 1.0  # nucleus threshold in (0, 1]; 1: off
     seed: int = 0
+    steps: int = 12  # MaskGIT models: decoding iterations (a GPT always takes one per code)
 
     section: ClassVar[str] = "sample"  # where the keys live in a config file, for error messages
 
@@ -25,9 +26,13 @@ class SamplingConfig:
         require(self.top_k >= 0, f"{s}top_k", "must be >= 0 (0: off)")
         require(0 < self.top_p <= 1, f"{s}top_p", "must be in (0, 1] (1: off)")
         require(0 <= self.seed < 2**63, f"{s}seed", "must be in [0, 2**63)")
+        require(self.steps >= 1, f"{s}steps", "must be >= 1")
 
-    def generate_options(self, conditional: bool) -> dict:
-        """The keyword arguments of `generate` (None where a knob is off)."""
-        return {"cfg_scale": self.cfg_scale if conditional and self.cfg_scale > 0 else None,
-                "top_k": self.top_k or None, "top_p": self.top_p if self.top_p < 1 else None,
-                "temperature": self.temperature}
+    def generate_options(self, model) -> dict:
+        """The keyword arguments of `generate` / `generate_masked` for a model config (its
+        num_classes and kind), None where a knob is off."""
+        conditional = model.num_classes > 0
+        options = {"cfg_scale": self.cfg_scale if conditional and self.cfg_scale > 0 else None,
+                   "top_k": self.top_k or None, "top_p": self.top_p if self.top_p < 1 else None,
+                   "temperature": self.temperature}
+        return {**options, "steps": self.steps} if model.kind == "maskgit" else options

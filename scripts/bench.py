@@ -50,13 +50,15 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def gpt_of(size: str):
-    from transformer import GPT, GPTConfig
+def gpt_of(size: str, kind: str = "gpt"):
+    from transformer.generator import model_class
+    from transformer.model import GPTConfig
 
     spec = dict(SIZES[size])
     batch = spec.pop("batch")
     torch.manual_seed(0)
-    model = GPT(GPTConfig(num_classes=10, **spec)).to(device()).eval()
+    config = GPTConfig(kind=kind, num_classes=10, **spec)
+    model = model_class(config)(config).to(device()).eval()
     with torch.no_grad():
         model.head.weight.normal_(0, 0.02)  # a zero head would make every step a tie
     return model, batch
@@ -86,6 +88,27 @@ def sampling(size: str, repeats: int) -> dict:
     if "recompute_s" in result:
         result["speedup_vs_recompute"] = result["recompute_s"] / ours
     return result
+
+
+def maskgit_sampling(size: str, repeats: int, steps: int = 12) -> dict:
+    """The two stage-2 samplers on the same batch and grid, same widths, random weights, both in
+    `sampling_dtype`: the GPT's `generate` (one code per step, KV cache) against MaskGIT's
+    `generate_masked` (`steps` passes over the whole grid); top-k 100, no guidance."""
+    from transformer import generate
+    from transformer.maskgit_sampling import generate_masked
+    from transformer.sampling import sampling_dtype
+
+    dtype = sampling_dtype(device())
+    gpt, batch = gpt_of(size)
+    maskgit, _ = gpt_of(size, kind="maskgit")
+    gpt, maskgit = gpt.to(dtype), maskgit.to(dtype)
+    labels = torch.arange(batch, device=device()) % 10
+    seeded = lambda: torch.Generator(device()).manual_seed(0)  # noqa: E731
+    autoregressive = timed(lambda: generate(gpt, labels, top_k=100, generator=seeded()), repeats)
+    parallel = timed(lambda: generate_masked(maskgit, labels, steps=steps, top_k=100, generator=seeded()), repeats)
+    return {"gpt_s": autoregressive, "maskgit_s": parallel, "maskgit_steps": steps, "batch": batch,
+            "grid": f"{gpt.config.grid_size}x{gpt.config.grid_size}", "dtype": str(dtype).replace("torch.", ""),
+            "maskgit_speedup": autoregressive / parallel}
 
 
 def gpt_forward_flops(repeats: int) -> dict:
@@ -207,6 +230,8 @@ PHASES = {
     "sampling_small": lambda r: sampling("small", r),
     "sampling_medium": lambda r: sampling("medium", r),
     "sampling_large": lambda r: sampling("large", r),
+    "maskgit_small": lambda r: maskgit_sampling("small", r),
+    "maskgit_medium": lambda r: maskgit_sampling("medium", r),
     "gpt_forward": gpt_forward_flops,
     "tokenizer": tokenizer_throughput,
     "gpt_training": gpt_training,

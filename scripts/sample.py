@@ -2,6 +2,7 @@
 
     python scripts/sample.py --model runs/gpt_emoji32/gpt --num 64 --classes 0,3 --cfg 2.0 --top-k 100 --seed 0 --out grid.png
     python scripts/sample.py model=runs/gpt_emoji32/gpt num=64 classes=[0,3] cfg_scale=2.0   # the same, as keys
+    python scripts/sample.py --model data/pretrained/emoji32 --num 18 --grid 8x24 --out wide.png   # 32 x 96 px
 
 Class-conditional models give one row per class (all classes when --classes is not
 given); the class names are saved beside the grid as <out>.json.
@@ -27,6 +28,7 @@ class SampleScriptConfig(SamplingConfig):
     classes: list[int] = field(default_factory=list)  # class ids, one row each; []: all classes
     batch_size: int = 64
     save_individual: str = ""  # also write each image as <folder>/<n>.png
+    grid: list[int] = field(default_factory=list)  # [height, width] in codes, e.g. [8, 24]; []: the training grid
     device: str = "auto"  # "auto": cuda if visible, else cpu
 
     section = ""  # the keys are top-level here
@@ -44,6 +46,8 @@ ALIASES = [
     Alias("--seed", "seed"),
     Alias("--batch-size", "batch_size"),
     Alias("--save-individual", "save_individual", "also write each image as DIR/<n>.png"),
+    Alias("--grid", "grid", "code grid HxW larger than the training grid, e.g. 8x24 (sliding window; GPT only)",
+          to_value=lambda text: comma_list(text.lower().replace("x", ","))),
     Alias("--device", "device", "cuda, cpu, ... (default: cuda if visible)"),
 ]
 
@@ -100,13 +104,21 @@ def main() -> None:
         options = config.generate_options(gpt.config)
         check_sampling_args(gpt, **options)
         classes = class_list(config.classes, gpt.config.num_classes)
+        if config.grid and len(config.grid) != 2:
+            raise ValueError(f"--grid takes HxW (two numbers), got {config.grid}")
+        if config.grid and gpt.config.kind == "maskgit":
+            raise ValueError("--grid (sliding-window sampling) needs a GPT; this export is MaskGIT")
+        side = gpt.config.grid_size
+        if config.grid and min(config.grid) < side:
+            raise ValueError(f"--grid must be at least the training grid {side}x{side}, got {config.grid}")
     except USER_ERRORS as err:
         sys.exit(f"error: {err}")
 
     per_row = math.ceil(config.num / len(classes)) if classes else min(config.num, 8)
     labels = torch.tensor(classes).repeat_interleave(per_row) if classes else None
     total = labels.numel() if classes else config.num
-    images = sample_images(gpt, tokenizer, labels, total, config.batch_size, seed=config.seed, progress=True, **options)
+    images = sample_images(gpt, tokenizer, labels, total, config.batch_size, seed=config.seed, progress=True,
+                           grid=config.grid or None, **options)
 
     out = Path(config.out)
     save_png(image_grid(images, nrow=per_row), out)

@@ -76,6 +76,13 @@ def test_gpt_training_end_to_end_then_sample_script(tmp_path, emoji_subset, tiny
     assert [r["class_name"] for r in rows] == ["flags", "smileys_emotion"]
     assert len(list((tmp_path / "each").glob("*.png"))) == 6
 
+    wide = tmp_path / "wide.png"  # sliding-window sampling: 8 x 12 codes from an 8 x 8 model
+    result = subprocess.run([sys.executable, script, "--model", str(export), "--num", "2", "--classes", "1",
+                             "--grid", "8x12", "--save-individual", str(tmp_path / "wide"), "--out", str(wide)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Image.open(tmp_path / "wide" / "00000.png").size == (48, 32)  # width x height in pixels
+
 
 @pytest.mark.parametrize("args, message", [
     (["--classes", "0,9"], "out of range"), (["--top-k", "65"], "top_k"), (["--temperature", "0"], "temperature"),

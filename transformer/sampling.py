@@ -44,7 +44,8 @@ def check_sampling_args(model: GPT, temperature: float, top_k: int | None, top_p
 @torch.inference_mode()
 def generate(model: GPT, cond: torch.Tensor | int, num_tokens: int | None = None, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, cfg_scale: float | None = None,
-             generator: torch.Generator | None = None, use_cache: bool = True, decode: str = "auto") -> torch.Tensor:
+             generator: torch.Generator | None = None, use_cache: bool = True, decode: str = "auto",
+             grid: tuple[int, int] | None = None) -> torch.Tensor:
     """Sample image codes, one token per step. Returns (B, num_tokens) int64 codes in [0, vocab).
 
     cond: class labels (B,) for a class-conditional model, or the batch size (int) for an
@@ -54,7 +55,14 @@ def generate(model: GPT, cond: torch.Tensor | int, num_tokens: int | None = None
     decode: how each step runs over the static KV cache, "auto" (a CUDA graph on CUDA, eager
     elsewhere), "eager" (the reference), "graph" or "compile" (see `decode_step`); all give the
     same codes. use_cache=False recomputes the whole sequence every step (the plain path).
+    grid: (height, width) of a code grid at least the training grid, sampled with a sliding
+    window (`sliding_window.generate_sliding`); returns (B, height, width) codes then.
     """
+    if grid is not None:
+        from .sliding_window import generate_sliding  # here: that module builds on this one
+
+        return generate_sliding(model, cond, *grid, temperature=temperature, top_k=top_k, top_p=top_p,
+                                cfg_scale=cfg_scale, generator=generator)
     check_sampling_args(model, temperature, top_k, top_p, cfg_scale)
     num_tokens = num_tokens or model.config.num_image_tokens
     if not 1 <= num_tokens <= model.config.num_image_tokens:
@@ -112,20 +120,25 @@ def sampling_dtype(device: str | torch.device) -> torch.dtype:
 
 @torch.no_grad()
 def sample_images(gpt: GPT, tokenizer, labels: torch.Tensor | None, count: int, batch_size: int, seed: int = 0,
-                  progress: bool = False, **options) -> torch.Tensor:
+                  progress: bool = False, grid: tuple[int, int] | None = None, **options) -> torch.Tensor:
     """`count` images (labels (count,) for a class-conditional GPT, None otherwise), sampled in
     batches with one seeded generator and decoded by `tokenizer`: (count, 3, H, W) on the
-    [-1, 1] scale, on the CPU. `options` go to `generate` (`generate_masked` for MaskGIT)."""
+    [-1, 1] scale, on the CPU. `options` go to `generate` (`generate_masked` for MaskGIT);
+    `grid` (height, width) asks a GPT for larger code grids (sliding-window sampling)."""
     from .maskgit_sampling import generate_masked  # here: that module builds on this one
 
     sample_codes = generate_masked if gpt.config.kind == "maskgit" else generate
+    if grid is not None:
+        if gpt.config.kind == "maskgit":
+            raise ValueError("sliding-window sampling of larger grids needs a GPT, not MaskGIT")
+        options["grid"] = tuple(grid)
     device = gpt.device
     generator = torch.Generator(device).manual_seed(seed)
-    grid = gpt.config.grid_size
+    height, width = grid or (gpt.config.grid_size,) * 2
     chunks = []
     for start in tqdm(range(0, count, batch_size), desc="sampling", unit="batch", disable=not progress):
         size = min(batch_size, count - start)
         cond = labels[start:start + size].to(device) if labels is not None else size
         codes = sample_codes(gpt, cond, generator=generator, **options)
-        chunks.append(tokenizer.decode(codes.view(size, grid, grid)).cpu())
+        chunks.append(tokenizer.decode(codes.view(size, height, width)).cpu())
     return torch.cat(chunks)

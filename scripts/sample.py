@@ -29,6 +29,7 @@ class SampleScriptConfig(SamplingConfig):
     batch_size: int = 64
     save_individual: str = ""  # also write each image as <folder>/<n>.png
     grid: list[int] = field(default_factory=list)  # [height, width] in codes, e.g. [8, 24]; []: the training grid
+    condition_images: list[str] = field(default_factory=list)  # image-conditional models: files or folders
     device: str = "auto"  # "auto": cuda if visible, else cpu
 
     section = ""  # the keys are top-level here
@@ -49,6 +50,8 @@ ALIASES = [
     Alias("--grid", "grid", "code grid HxW larger than the training grid, e.g. 8x24 (sliding window; GPT only)",
           to_value=lambda text: comma_list(text.lower().replace("x", ","))),
     Alias("--device", "device", "cuda, cpu, ... (default: cuda if visible)"),
+    Alias("--condition-images", "condition_images", "image-conditional models: condition images, a folder or "
+          "comma-separated files; one row each, the condition first", to_value=comma_list),
 ]
 
 
@@ -83,10 +86,11 @@ def main() -> None:
 
     import torch
 
-    from transformer.generator import load_generator
+    from transformer.generator import load_condition_tokenizer, load_generator
+    from vqgan.condition_images import condition_files, load_condition_images
     from transformer.sampling import check_sampling_args, sample_images
     from vqgan.errors import USER_ERRORS
-    from vqgan.images import image_grid, save_png, to_uint8
+    from vqgan.images import condition_rows, image_grid, save_png, to_uint8
     from vqgan.io import atomic_write_text
 
     device = config.device if config.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
@@ -111,19 +115,38 @@ def main() -> None:
         side = gpt.config.grid_size
         if config.grid and min(config.grid) < side:
             raise ValueError(f"--grid must be at least the training grid {side}x{side}, got {config.grid}")
+        files = shown = None
+        if gpt.config.image_conditional != bool(config.condition_images):
+            raise ValueError("this model is image-conditional: pass --condition-images <folder or files>"
+                             if gpt.config.image_conditional else "--condition-images given, but this model "
+                             "is not image-conditional")
+        if config.condition_images:
+            files = condition_files(config.condition_images)
+            shown = load_condition_images(files, tokenizer.config.resolution, gpt.config.condition_derive)
+            condition_codes = load_condition_tokenizer(config.model, device).encode(shown)  # (N, h, w)
     except USER_ERRORS as err:
         sys.exit(f"error: {err}")
 
-    per_row = math.ceil(config.num / len(classes)) if classes else min(config.num, 8)
-    labels = torch.tensor(classes).repeat_interleave(per_row) if classes else None
-    total = labels.numel() if classes else config.num
+    groups = len(files) if files else len(classes) if classes else 0
+    per_row = math.ceil(config.num / groups) if groups else min(config.num, 8)
+    labels = None
+    if files:
+        labels = condition_codes.repeat_interleave(per_row, dim=0)  # (N * per_row, h, w)
+    elif classes:
+        labels = torch.tensor(classes).repeat_interleave(per_row)
+    total = len(labels) if labels is not None else config.num
     images = sample_images(gpt, tokenizer, labels, total, config.batch_size, seed=config.seed, progress=True,
                            grid=config.grid or None, **options)
 
     out = Path(config.out)
-    save_png(image_grid(images, nrow=per_row), out)
-    names = gpt.config.class_names
-    rows = [{"row": i, "class_id": c, "class_name": names[c] if names else str(c)} for i, c in enumerate(classes or [])]
+    if files:
+        save_png(image_grid(condition_rows(shown, images, per_row), nrow=per_row + 1), out)
+        rows = [{"row": i, "condition": str(f)} for i, f in enumerate(files)]
+    else:
+        save_png(image_grid(images, nrow=per_row), out)
+        names = gpt.config.class_names
+        rows = [{"row": i, "class_id": c, "class_name": names[c] if names else str(c)}
+                for i, c in enumerate(classes or [])]
     atomic_write_text(out.with_suffix(".json"), json.dumps(
         {"model": str(config.model), "rows": rows, "per_row": per_row, **options, "seed": config.seed}, indent=1))
     if config.save_individual:

@@ -42,16 +42,35 @@ def cache_key(tokenizer_dir: Path, index: ImageIndex, resolution: int) -> dict[s
 
 
 @dataclass
+class ConditionSource:
+    """Image conditions for the cache: a conditioning tokenizer and where its images come from
+    (`index`: the paired folder's images, or the data's own; `derive`: a named transform)."""
+
+    tokenizer: VQGAN
+    tokenizer_dir: Path
+    index: ImageIndex
+    derive: str = ""
+
+    def key(self) -> dict[str, str]:
+        listing = "\n".join(f"{p}\t{Path(p).stat().st_size}" for p in self.index.paths)
+        return {"condition_tokenizer": file_sha256(self.tokenizer_dir / WEIGHTS_NAME),
+                "condition_images": f"{self.derive}:{hashlib.sha256(listing.encode()).hexdigest()}"}
+
+
+@dataclass
 class CodeCache:
     codes: torch.Tensor  # (N, 2, h, w) int64: view 0 the image, view 1 its flip
     labels: torch.Tensor  # (N,) int64
     path: Path
+    cond_codes: torch.Tensor | None = None  # (N, 2, hc, wc): the condition of each view, or None
 
 
 @torch.no_grad()
-def encode_dataset(tokenizer: VQGAN, index: ImageIndex, resolution: int, batch_size: int, num_workers: int) -> torch.Tensor:
-    """Every image of `index` (center crop) and its mirror image -> codes (N, 2, h, w)."""
-    dataset = ImageFolderDataset(index, list(range(len(index.paths))), resolution, train=False)
+def encode_dataset(tokenizer: VQGAN, index: ImageIndex, resolution: int, batch_size: int, num_workers: int,
+                   derive: str = "") -> torch.Tensor:
+    """Every image of `index` (center crop, then `derive`d if named) and its mirror image ->
+    codes (N, 2, h, w)."""
+    dataset = ImageFolderDataset(index, list(range(len(index.paths))), resolution, train=False, derive=derive)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     device = next(tokenizer.parameters()).device
     chunks = []
@@ -63,15 +82,19 @@ def encode_dataset(tokenizer: VQGAN, index: ImageIndex, resolution: int, batch_s
 
 
 def load_or_build(tokenizer: VQGAN, tokenizer_dir: Path, index: ImageIndex, resolution: int, cache_dir: Path,
-                  batch_size: int = 64, num_workers: int = 0) -> CodeCache:
-    """Reuse `cache_dir/codes-<key>.safetensors` if its key matches, else tokenize and write it."""
+                  batch_size: int = 64, num_workers: int = 0, condition: ConditionSource | None = None) -> CodeCache:
+    """Reuse `cache_dir/codes-<key>.safetensors` if its key matches, else tokenize and write it.
+    With a `condition`, the condition codes are cached beside the codes, under the same key."""
     key = cache_key(Path(tokenizer_dir), index, resolution)
+    if condition is not None:
+        key.update(condition.key())
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"codes-{digest}.safetensors"
     if path.is_file():
         state = load_file(str(path))
         log.info("reusing code cache %s", path)
-        return CodeCache(state["codes"].long(), state["labels"].long(), path)
+        cond = state["cond_codes"].long() if "cond_codes" in state else None
+        return CodeCache(state["codes"].long(), state["labels"].long(), path, cond)
 
     latest = Path(cache_dir) / "latest.json"
     if latest.is_file():
@@ -80,12 +103,21 @@ def load_or_build(tokenizer: VQGAN, tokenizer_dir: Path, index: ImageIndex, reso
         print(f"code cache out of date ({', '.join(changed)} changed): tokenizing again")
     codes = encode_dataset(tokenizer, index, resolution, batch_size, num_workers)
     labels = torch.tensor(index.labels, dtype=torch.long)
-    storage = torch.int16 if tokenizer.codebook_size <= 2**15 else torch.int32
+    tensors = {"codes": codes.to(_storage(tokenizer)), "labels": labels}
+    cond = None
+    if condition is not None:
+        cond = encode_dataset(condition.tokenizer, condition.index, resolution, batch_size, num_workers,
+                              condition.derive)
+        tensors["cond_codes"] = cond.to(_storage(condition.tokenizer))
     with atomic_path(path) as tmp:
-        save_file({"codes": codes.to(storage), "labels": labels}, str(tmp), metadata=key)
+        save_file(tensors, str(tmp), metadata=key)
     with atomic_path(latest) as tmp:
         tmp.write_text(json.dumps(key, indent=1))
-    return CodeCache(codes, labels, path)
+    return CodeCache(codes, labels, path, cond)
+
+
+def _storage(tokenizer: VQGAN) -> torch.dtype:
+    return torch.int16 if tokenizer.codebook_size <= 2**15 else torch.int32
 
 
 class CodeDataset(Dataset):
@@ -106,4 +138,7 @@ class CodeDataset(Dataset):
         epoch, i = key if isinstance(key, tuple) else (0, key)
         j = self.subset[i]
         view = item_seed(self.seed, epoch, j) & 1 if self.random_view else 0
-        return {"codes": self.cache.codes[j, view].flatten(), "label": self.cache.labels[j]}
+        item = {"codes": self.cache.codes[j, view].flatten(), "label": self.cache.labels[j]}
+        if self.cache.cond_codes is not None:
+            item["cond"] = self.cache.cond_codes[j, view].flatten()
+        return item

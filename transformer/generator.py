@@ -16,7 +16,7 @@ from vqgan.export import load_weights, read_config
 from vqgan.model import VQGAN
 
 from .maskgit import MaskGIT
-from .model import GPT, GPTConfig
+from .model import CONDITION_TOKENIZER, GPT, GPTConfig
 from .sampling import sampling_dtype
 
 
@@ -57,6 +57,39 @@ def resolve_model_config(model: GPTConfig, codebook_size: int, grid_size: int, c
     if num_classes and not model.class_names:
         updates["class_names"] = list(class_names)
     return dataclasses.replace(model, **updates)
+
+
+def resolve_condition(model: GPTConfig, source: str, cond_tokenizer: VQGAN | None, cond_tokenizer_dir: str | Path,
+                      derive: str, resolution: int) -> GPTConfig:
+    """`model` fitted to the condition source: none and image take no classes; image takes its
+    sizes from the conditioning tokenizer (a given model.cond_* that disagrees is refused)."""
+    if source == "class":
+        if model.cond_vocab_size:
+            raise ValueError("model.cond_vocab_size is set but condition.source=class; set condition.source=image")
+        return model
+    if model.num_classes > 0:
+        raise ValueError(f"condition.source={source} takes no classes: leave model.num_classes out or set it to 0")
+    if source == "none":
+        return dataclasses.replace(model, num_classes=0)
+    codebook, grid = cond_tokenizer.codebook_size, cond_tokenizer.config.grid_size
+    for key, given, actual in (("cond_vocab_size", model.cond_vocab_size, codebook),
+                               ("cond_grid_size", model.cond_grid_size, grid)):
+        if given and given != actual:
+            raise TokenizerMismatchError(
+                f"model.{key}={given} but the conditioning tokenizer {cond_tokenizer_dir} gives {actual} "
+                f"({grid}x{grid} codes of {codebook}); leave model.{key} out")
+    if cond_tokenizer.config.resolution != resolution:
+        raise TokenizerMismatchError(
+            f"the conditioning tokenizer {cond_tokenizer_dir} was trained at {cond_tokenizer.config.resolution} px, "
+            f"the condition images are {resolution} px (data.resolution)")
+    return dataclasses.replace(model, num_classes=0, class_names=[], cond_vocab_size=codebook, cond_grid_size=grid,
+                               condition_derive=derive)
+
+
+def load_condition_tokenizer(directory: str | Path, map_location="cpu") -> VQGAN | None:
+    """The conditioning tokenizer inside an image-conditional export, or None."""
+    folder = Path(directory) / CONDITION_TOKENIZER
+    return frozen_tokenizer(folder, map_location) if folder.is_dir() else None
 
 
 def model_class(config: GPTConfig) -> type[GPT]:

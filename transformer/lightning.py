@@ -10,8 +10,9 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
+from vqgan.condition_images import paired_index
 from vqgan.data import ImageIndex, scan_images
-from vqgan.images import image_grid
+from vqgan.images import condition_rows, image_grid
 from vqgan.io import check_export_target
 from vqgan.lightning import check_finite
 from vqgan.model import VQGAN
@@ -20,7 +21,8 @@ from vqgan.resume import EpochSampler
 from vqgan.trainer import fit, run_folder
 
 from . import codes as code_cache
-from .generator import TokenizerMismatchError, check_pairing, frozen_tokenizer, model_class, resolve_model_config
+from .generator import (TokenizerMismatchError, check_pairing, frozen_tokenizer, model_class, resolve_condition,
+                        resolve_model_config)
 from .model import GPT, GPTConfig
 from .sampling import sample_images
 from .train_config import GPTTrainConfig
@@ -29,11 +31,13 @@ from .train_config import GPTTrainConfig
 class CodeDataModule(pl.LightningDataModule):
     """Train/validation codes from the cache, split exactly as stage 1 split the images."""
 
-    def __init__(self, config: GPTTrainConfig, tokenizer: VQGAN, index: ImageIndex | None = None):
+    def __init__(self, config: GPTTrainConfig, tokenizer: VQGAN, index: ImageIndex | None = None,
+                 condition: code_cache.ConditionSource | None = None):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
         self.index = index  # the scanned folder, when the caller has it already
+        self.condition = condition  # image conditions to cache beside the codes
         self.batch_size = config.data.batch_size
         self.train_set = self.val_set = self.train_sampler = None
 
@@ -44,7 +48,7 @@ class CodeDataModule(pl.LightningDataModule):
         index = self.index or scan_images(c.data.root, c.data.use_labels)
         cache_dir = Path(c.codes.cache_dir or Path(c.run_dir) / "codes")
         cache = code_cache.load_or_build(self.tokenizer, Path(c.tokenizer), index, c.data.resolution, cache_dir,
-                                         c.codes.batch_size, c.data.num_workers)
+                                         c.codes.batch_size, c.data.num_workers, self.condition)
         train_ids, val_ids = index.split(c.data.val_fraction, c.data.split_seed)
         self.train_set = code_cache.CodeDataset(cache, train_ids, random_view=c.codes.flip, seed=c.seed)
         self.val_set = code_cache.CodeDataset(cache, val_ids, random_view=False)
@@ -59,7 +63,8 @@ class CodeDataModule(pl.LightningDataModule):
 
 
 class GPTModule(pl.LightningModule):
-    def __init__(self, config: GPTTrainConfig, tokenizer: VQGAN):
+    def __init__(self, config: GPTTrainConfig, tokenizer: VQGAN, condition_tokenizer: VQGAN | None = None,
+                 val_set=None):
         super().__init__()
         self.config = config
         self.gpt = model_class(config.model)(config.model)
@@ -67,6 +72,8 @@ class GPTModule(pl.LightningModule):
             self.gpt.compile()
         # Kept off the module tree: not trained, not in the optimizer, not in checkpoints.
         self.__dict__["tokenizer"] = tokenizer
+        self.__dict__["condition_tokenizer"] = condition_tokenizer
+        self.val_set = val_set  # image conditions for the sample grids come from here
 
     def configure_optimizers(self):
         o, t = self.config.optim, self.config.trainer
@@ -74,9 +81,16 @@ class GPTModule(pl.LightningModule):
         schedule = LambdaLR(optimizer, lambda step: warmup_cosine(step, o.warmup_steps, t.max_steps, o.min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    def prefix(self, labels: torch.Tensor, drop: bool) -> torch.Tensor:
-        """Condition tokens; in training, labels drop to the null class with prob cond_drop."""
-        c = self.gpt.config
+    def prefix(self, batch: dict, drop: bool) -> torch.Tensor:
+        """Condition tokens; in training, labels (or whole image conditions) drop to the null
+        condition with prob cond_drop, which classifier-free guidance needs."""
+        c, labels = self.gpt.config, batch["label"]
+        if c.image_conditional:
+            prefix = self.gpt.condition_tokens(batch["cond"])  # (B, P)
+            if drop and c.cond_drop > 0:
+                dropped = torch.rand(prefix.shape[0], 1, device=prefix.device) < c.cond_drop
+                prefix = torch.where(dropped, self.gpt.null_tokens(prefix.shape[0]), prefix)
+            return prefix
         if c.num_classes == 0:
             return self.gpt.condition_tokens(None, batch=labels.shape[0])
         if drop and c.cond_drop > 0:
@@ -85,7 +99,7 @@ class GPTModule(pl.LightningModule):
         return self.gpt.condition_tokens(labels)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.gpt.loss(self.prefix(batch["label"], drop=True), batch["codes"])
+        loss = self.gpt.loss(self.prefix(batch, drop=True), batch["codes"])
         check_finite({"cross_entropy": loss}, self.global_step)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/bits_per_token", loss / math.log(2))
@@ -93,7 +107,7 @@ class GPTModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        prefix, codes = self.prefix(batch["label"], drop=False), batch["codes"]
+        prefix, codes = self.prefix(batch, drop=False), batch["codes"]
         if self.gpt.config.kind == "maskgit":  # the same masks at every validation pass
             masks = torch.Generator(codes.device).manual_seed(batch_idx)
             loss = self.gpt.loss(prefix, codes, generator=masks)
@@ -104,13 +118,26 @@ class GPTModule(pl.LightningModule):
                  batch_size=batch["codes"].shape[0])
 
     def log_images(self) -> dict[str, torch.Tensor]:
-        """A grid of samples: one row per class (one row if unconditional)."""
+        """A grid of samples: one row per class (one row if unconditional; with an image
+        condition, one row per validation condition, the condition first)."""
         s, c = self.config.sample, self.gpt.config
+        if c.image_conditional:
+            return {"samples": self.condition_grid(s)}
         labels = torch.arange(c.num_classes).repeat_interleave(s.per_class) if c.num_classes else None
         count = labels.numel() if labels is not None else s.per_class
         images = sample_images(self.gpt, self.tokenizer.to(self.device), labels, count, batch_size=count,
                                seed=s.seed, **s.generate_options(c))
         return {"samples": image_grid(images, nrow=s.per_class)}
+
+    def condition_grid(self, s) -> torch.Tensor:
+        rows = min(8, len(self.val_set))
+        cond = torch.stack([self.val_set[i]["cond"] for i in range(rows)])  # (R, P)
+        side = self.gpt.config.cond_grid_size
+        shown = self.condition_tokenizer.to(self.device).decode(cond.view(rows, side, side).to(self.device)).cpu()
+        conditions = cond.repeat_interleave(s.per_class, dim=0)
+        images = sample_images(self.gpt, self.tokenizer.to(self.device), conditions, len(conditions),
+                               batch_size=len(conditions), seed=s.seed, **s.generate_options(self.gpt.config))
+        return image_grid(condition_rows(shown, images, s.per_class), nrow=s.per_class + 1)
 
 
 def fit_gpt(config: GPTTrainConfig) -> Path:
@@ -123,18 +150,28 @@ def fit_gpt(config: GPTTrainConfig) -> Path:
     check_export_target(export, "gpt")  # before training, not after
     tokenizer = frozen_tokenizer(config.tokenizer)
     index = scan_images(config.data.root, config.data.use_labels)
+    cond = config.condition
+    condition = None
+    if cond.source == "image":
+        cond_index = paired_index(index, config.data.root, cond.paired_root) if cond.paired_root else index
+        condition = code_cache.ConditionSource(frozen_tokenizer(cond.tokenizer), Path(cond.tokenizer), cond_index,
+                                               cond.derive)
+    config.model = resolve_condition(config.model, cond.source, condition and condition.tokenizer, cond.tokenizer,
+                                     cond.derive, config.data.resolution)
+    names = index.class_names if cond.source == "class" else []
     config.model = resolve_model_config(config.model, tokenizer.codebook_size, tokenizer.config.grid_size,
-                                        index.class_names, config.tokenizer, config.data.root)
+                                        names, config.tokenizer, config.data.root)
     check_pairing(config.model, tokenizer, config.tokenizer)
     if config.data.resolution != tokenizer.config.resolution:
         raise TokenizerMismatchError(
             f"data.resolution={config.data.resolution} but the tokenizer was trained at {tokenizer.config.resolution} px")
     with run_folder(config, run_dir) as ckpt_path:
         pl.seed_everything(config.seed, workers=True)
-        datamodule = CodeDataModule(config, tokenizer, index)
+        datamodule = CodeDataModule(config, tokenizer, index, condition)
         datamodule.setup()
-        module = GPTModule(config, tokenizer)
+        module = GPTModule(config, tokenizer, condition and condition.tokenizer, datamodule.val_set)
         trainer = fit(module, datamodule, config, run_dir, started=started, ckpt_path=ckpt_path)
         if trainer.is_global_zero:
-            module.gpt.save_pretrained(export, tokenizer_dir=config.tokenizer)
+            module.gpt.save_pretrained(export, tokenizer_dir=config.tokenizer,
+                                       condition_tokenizer_dir=cond.tokenizer if condition else None)
     return export

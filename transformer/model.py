@@ -26,6 +26,7 @@ from vqgan.schema import require
 
 
 STAGE2_KINDS = ("gpt", "maskgit")
+CONDITION_TOKENIZER = "condition_tokenizer"  # where an image-conditional export keeps its second tokenizer
 
 
 @dataclass
@@ -45,6 +46,11 @@ class GPTConfig:
     attn_dropout: float = 0.0
     cond_drop: float = 0.1  # training: labels replaced by the null class with this probability
     rope_base: float = 100.0  # grid sides are small: a low base spreads the frequencies over them
+    # Image condition (taming's Net2Net): the codes of a second, conditioning tokenizer come first,
+    # in their own id range, at 2-D positions scaled onto the image grid. 0: no image condition.
+    cond_vocab_size: int = 0  # the conditioning tokenizer's codebook size
+    cond_grid_size: int = 0  # the side of its code grid
+    condition_derive: str = ""  # condition images derived from images by this transform; "": given as is
 
     def __post_init__(self):
         require(self.kind in STAGE2_KINDS, "model.kind", f"must be one of {STAGE2_KINDS}, got '{self.kind}'")
@@ -60,20 +66,40 @@ class GPTConfig:
         require(0 <= self.cond_drop < 1, "model.cond_drop", "must be in [0, 1)")
         require(not self.class_names or len(self.class_names) == self.num_classes, "model.class_names",
                 f"has {len(self.class_names)} names for model.num_classes={self.num_classes}")
+        require(self.cond_vocab_size >= 0 and self.cond_grid_size >= 0, "model.cond_vocab_size",
+                "and model.cond_grid_size must be >= 0")
+        require(not (self.cond_vocab_size or self.cond_grid_size) or self.num_classes <= 0, "model.num_classes",
+                "must be 0 with an image condition (one condition source at a time)")
 
     @property
     def resolved(self) -> bool:
-        """True once vocab_size, grid_size and num_classes hold real values (no 0 / -1 left)."""
-        return self.vocab_size > 0 and self.grid_size > 0 and self.num_classes >= 0
+        """True once vocab_size, grid_size and num_classes hold real values (no 0 / -1 left) and
+        an image condition, if any, has both its sizes."""
+        return (self.vocab_size > 0 and self.grid_size > 0 and self.num_classes >= 0
+                and (self.cond_vocab_size > 0) == (self.cond_grid_size > 0))
 
     @property
     def num_image_tokens(self) -> int:
         return self.grid_size**2
 
     @property
+    def image_conditional(self) -> bool:
+        return self.cond_vocab_size > 0
+
+    @property
     def prefix_len(self) -> int:
-        """Condition tokens before the image: one class (or start) token."""
-        return 1
+        """Condition tokens before the image: the condition codes, or one class (or start) token."""
+        return self.cond_grid_size**2 if self.image_conditional else 1
+
+    @property
+    def cond_offset(self) -> int:
+        """Token id of condition code 0 (image condition): after the codes and the start token."""
+        return self.vocab_size + 1
+
+    @property
+    def cond_null(self) -> int:
+        """The learned null condition token (image condition), repeated over the whole prefix."""
+        return self.cond_offset + self.cond_vocab_size
 
     @property
     def null_class(self) -> int:
@@ -82,7 +108,10 @@ class GPTConfig:
 
     @property
     def total_vocab(self) -> int:
-        """Image codes, then the condition tokens (classes + null, or one start token)."""
+        """Image codes, then the condition tokens (classes + null, or one start token, then the
+        condition codes + their null for an image condition)."""
+        if self.image_conditional:
+            return self.cond_null + 1
         return self.vocab_size + (self.num_classes + 1 if self.num_classes else 1)
 
     @property
@@ -95,12 +124,13 @@ class GPTConfig:
         return self.total_vocab + (1 if self.kind == "maskgit" else 0)
 
 
-def grid_angles(grid_size: int, head_dim: int, base: float) -> torch.Tensor:
+def grid_angles(grid_size: int, head_dim: int, base: float, scale: float = 1.0) -> torch.Tensor:
     """(grid_size**2, head_dim / 2) rotary angles: the first half of the pairs turn with the
-    row index, the second half with the column index, each over its own frequency ladder."""
+    row index, the second half with the column index, each over its own frequency ladder.
+    `scale` stretches the indices (a condition grid laid over a finer image grid)."""
     quarter = head_dim // 4
     freqs = base ** (-torch.arange(quarter, dtype=torch.float64) / quarter)  # (D/4,)
-    pos = torch.arange(grid_size, dtype=torch.float64)
+    pos = torch.arange(grid_size, dtype=torch.float64) * scale
     rows = pos.repeat_interleave(grid_size)  # raster order: row-major
     cols = pos.repeat(grid_size)
     return torch.cat([rows[:, None] * freqs, cols[:, None] * freqs], dim=1).float()  # (T, D/2)
@@ -223,7 +253,12 @@ class GPT(nn.Module):
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         head_dim = config.n_embd // config.n_head
         image = grid_angles(config.grid_size, head_dim, config.rope_base)  # (T, D/2)
-        angles = torch.cat([torch.zeros(config.prefix_len, head_dim // 2), image])  # no rotation for the prefix
+        if config.image_conditional:  # condition codes at their place on the image grid
+            prefix = grid_angles(config.cond_grid_size, head_dim, config.rope_base,
+                                 scale=config.grid_size / config.cond_grid_size)  # (P, D/2)
+        else:  # no rotation for the class token
+            prefix = torch.zeros(config.prefix_len, head_dim // 2)
+        angles = torch.cat([prefix, image])
         self.register_buffer("rope_cos", angles.cos(), persistent=False)
         self.register_buffer("rope_sin", angles.sin(), persistent=False)
         self._init_weights()
@@ -241,8 +276,11 @@ class GPT(nn.Module):
 
     def condition_tokens(self, labels: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
         """Class labels (B,) -> prefix (B, 1); unconditional models take `batch` instead.
-        A label equal to `num_classes` is the null class."""
+        A label equal to `num_classes` is the null class. Image-conditional models take the
+        condition codes (B, h, w) or (B, h*w) instead of labels -> prefix (B, h*w)."""
         c = self.config
+        if c.image_conditional:
+            return self._condition_code_tokens(labels)
         if c.num_classes == 0:
             if labels is not None:
                 raise ValueError("this model is unconditional: it takes no class labels")
@@ -253,8 +291,24 @@ class GPT(nn.Module):
             raise ValueError(f"class labels must lie in [0, {c.num_classes}), got [{labels.min()}, {labels.max()}]")
         return (labels.long() + c.vocab_size).view(-1, 1)
 
+    def _condition_code_tokens(self, codes: torch.Tensor | None) -> torch.Tensor:
+        c = self.config
+        if codes is None or codes.is_floating_point():
+            raise ValueError(f"this model is image-conditional: give the condition codes (B, {c.cond_grid_size}, "
+                             f"{c.cond_grid_size}) of its conditioning tokenizer")
+        codes = codes.reshape(codes.shape[0], -1)
+        if codes.shape[1] != c.prefix_len:
+            raise ValueError(f"condition codes must be (B, {c.cond_grid_size}, {c.cond_grid_size}), got "
+                             f"{codes.shape[1]} codes per image")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= c.cond_vocab_size):
+            raise ValueError(f"condition codes must lie in [0, {c.cond_vocab_size}), got [{codes.min()}, {codes.max()}]")
+        return codes.long() + c.cond_offset
+
     def null_tokens(self, batch: int) -> torch.Tensor:
-        """The null-class prefix (B, 1) that classifier-free guidance compares against."""
+        """The null prefix (B, prefix_len) that classifier-free guidance compares against."""
+        c = self.config
+        if c.image_conditional:
+            return torch.full((batch, c.prefix_len), c.cond_null, dtype=torch.long, device=self.head.weight.device)
         if self.config.num_classes == 0:
             raise ValueError("classifier-free guidance needs a class-conditional model")
         return torch.full((batch, 1), self.config.null_class, dtype=torch.long, device=self.head.weight.device)
@@ -307,12 +361,16 @@ class GPT(nn.Module):
 
     # --- export -----------------------------------------------------------------------
 
-    def save_pretrained(self, directory: str | Path, tokenizer_dir: str | Path | None = None) -> None:
-        """Write config.json + model.safetensors (and a copy of the tokenizer folder), atomically."""
+    def save_pretrained(self, directory: str | Path, tokenizer_dir: str | Path | None = None,
+                        condition_tokenizer_dir: str | Path | None = None) -> None:
+        """Write config.json + model.safetensors (and copies of the tokenizer folder and of the
+        conditioning tokenizer's), atomically."""
 
         def copy_tokenizer(tmp: Path) -> None:
             if tokenizer_dir is not None:
                 shutil.copytree(tokenizer_dir, tmp / "tokenizer")
+            if condition_tokenizer_dir is not None:
+                shutil.copytree(condition_tokenizer_dir, tmp / CONDITION_TOKENIZER)
 
         write_export(directory, "gpt", self.config, self.state_dict(), extra=copy_tokenizer)
 

@@ -35,8 +35,8 @@ def check_sampling_args(model: GPT, temperature: float, top_k: int | None, top_p
         raise ValueError(f"top_k must be in [1, {vocab}] (the number of image codes), got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if cfg_scale is not None and model.config.num_classes == 0:
-        raise ValueError("cfg_scale needs a class-conditional model; this one is unconditional")
+    if cfg_scale is not None and model.config.num_classes == 0 and not model.config.image_conditional:
+        raise ValueError("cfg_scale needs a class-conditional or image-conditional model; this one is unconditional")
     if cfg_scale is not None and cfg_scale < 0:
         raise ValueError(f"cfg_scale must be >= 0, got {cfg_scale}")
 

@@ -31,7 +31,7 @@ class SamplingConfig:
     def generate_options(self, model) -> dict:
         """The keyword arguments of `generate` / `generate_masked` for a model config (its
         num_classes and kind), None where a knob is off."""
-        conditional = model.num_classes > 0
+        conditional = model.num_classes > 0 or model.cond_vocab_size > 0
         options = {"cfg_scale": self.cfg_scale if conditional and self.cfg_scale > 0 else None,
                    "top_k": self.top_k or None, "top_p": self.top_p if self.top_p < 1 else None,
                    "temperature": self.temperature}

@@ -19,6 +19,30 @@ class CodeCacheConfig:
     flip: bool = True  # train on the mirrored view too
 
 
+CONDITION_SOURCES = ("class", "none", "image")
+
+
+@dataclass
+class ConditionConfig:
+    """What the GPT is conditioned on. image: the codes of a second, conditioning tokenizer (any
+    stage-1 export) for a condition image per training image, read from `paired_root` (same
+    relative path as in data.root, any image format) or derived from the image by `derive`."""
+
+    source: str = "class"  # class (the class folders; model.num_classes=0: none), none, or image
+    tokenizer: str = ""  # image: the conditioning tokenizer folder
+    paired_root: str = ""  # image: a folder of condition images mirroring data.root
+    derive: str = ""  # image, without paired_root: silhouette / grayscale / lowres
+
+    def __post_init__(self):
+        require(self.source in CONDITION_SOURCES, "condition.source", f"must be one of {CONDITION_SOURCES}")
+        if self.source == "image":
+            require(bool(self.tokenizer), "condition.tokenizer", "must name a stage-1 export for source=image")
+            require(bool(self.paired_root) != bool(self.derive), "condition.paired_root",
+                    "or condition.derive (silhouette / grayscale / lowres): give exactly one for source=image")
+            require(self.derive in ("", "silhouette", "grayscale", "lowres"), "condition.derive",
+                    "must be silhouette, grayscale or lowres")
+
+
 @dataclass
 class SampleConfig(SamplingConfig):
     """How `log_images` samples the grid (one row per class)."""
@@ -43,5 +67,6 @@ class GPTTrainConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=6e-4, betas=[0.9, 0.95], weight_decay=0.1))
     data: DataConfig = field(default_factory=lambda: DataConfig(batch_size=64, num_workers=0))
     codes: CodeCacheConfig = field(default_factory=CodeCacheConfig)
+    condition: ConditionConfig = field(default_factory=ConditionConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

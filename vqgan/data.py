@@ -39,8 +39,11 @@ class DataConfig:
     batch_size: int = 32
     num_workers: int = 2
     flip: bool = True  # random horizontal flip in training
+    derive: str = ""  # train on a condition derived from each image: silhouette / grayscale / lowres
 
     def __post_init__(self):
+        require(self.derive in ("", "silhouette", "grayscale", "lowres"), "data.derive",
+                "must be '', silhouette, grayscale or lowres")
         require(self.resolution > 0, "data.resolution", "must be positive")
         require(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
         require(self.batch_size > 0, "data.batch_size", "must be positive")
@@ -178,11 +181,12 @@ class ImageFolderDataset(Dataset):
     """
 
     def __init__(self, index: ImageIndex, subset: list[int], resolution: int, train: bool, flip: bool = True,
-                 seed: int = 0):
+                 seed: int = 0, derive: str = ""):
         self.index = index
         self.subset = subset
         self.seed = seed
         self.transform = image_transform(resolution, train, flip)
+        self.derive = derive  # a condition transform (vqgan/condition_images.py) applied last
 
     def __len__(self) -> int:
         return len(self.subset)
@@ -200,6 +204,10 @@ class ImageFolderDataset(Dataset):
         else:
             j = self.subset[key]
             image = self.transform(load_rgb(self.index.paths[j]))
+        if self.derive:
+            from .condition_images import derive  # that module builds on this one
+
+            image = derive(self.derive, image)
         return {"image": image, "label": self.index.labels[j], "index": j}
 
 
@@ -224,8 +232,9 @@ class ImageDataModule(pl.LightningDataModule):
         train_ids, val_ids = self.index.split(c.val_fraction, c.split_seed)
         if len(train_ids) < c.batch_size:
             raise DatasetError(f"{c.root}: {len(train_ids)} training images, fewer than data.batch_size={c.batch_size}")
-        self.train_set = ImageFolderDataset(self.index, train_ids, c.resolution, train=True, flip=c.flip, seed=self.seed)
-        self.val_set = ImageFolderDataset(self.index, val_ids, c.resolution, train=False)
+        self.train_set = ImageFolderDataset(self.index, train_ids, c.resolution, train=True, flip=c.flip, seed=self.seed,
+                                            derive=c.derive)
+        self.val_set = ImageFolderDataset(self.index, val_ids, c.resolution, train=False, derive=c.derive)
         self.train_sampler = EpochSampler(len(self.train_set), self.seed)
 
     @property

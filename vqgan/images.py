@@ -38,3 +38,10 @@ def paired_rows(top: torch.Tensor, bottom: torch.Tensor, per_row: int) -> torch.
             a, b = torch.cat([a, filler]), torch.cat([b, filler])
         rows += [a, b]
     return torch.cat(rows)
+
+
+def condition_rows(conditions: torch.Tensor, samples: torch.Tensor, per_row: int) -> torch.Tensor:
+    """Rows of one condition (R, 3, H, W) followed by its `per_row` samples (R * per_row, 3, H, W):
+    (R * (per_row + 1), 3, H, W), ready for `image_grid(..., nrow=per_row + 1)`."""
+    rows = [torch.cat([conditions[r:r + 1], samples[r * per_row:(r + 1) * per_row]]) for r in range(len(conditions))]
+    return torch.cat(rows)

@@ -63,7 +63,7 @@ def main() -> None:
     import torch
 
     from transformer.evaluation import evaluate, format_table, write_metrics
-    from transformer.generator import load_generator
+    from transformer.generator import load_condition_tokenizer, load_generator
     from vqgan.data import DataConfig
     from vqgan.errors import USER_ERRORS
     from vqgan.model import VQGAN
@@ -78,7 +78,8 @@ def main() -> None:
             gpt, tokenizer = None, VQGAN.from_pretrained(config.tokenizer, device)
         data = DataConfig(root=config.data, resolution=tokenizer.config.resolution, use_labels=config.use_labels,
                           val_fraction=config.val_fraction, split_seed=config.split_seed)
-        result = evaluate(tokenizer, data, config, gpt)
+        condition_tokenizer = load_condition_tokenizer(config.model, device) if config.model else None
+        result = evaluate(tokenizer, data, config, gpt, condition_tokenizer=condition_tokenizer)
     except USER_ERRORS as err:
         sys.exit(f"error: {err}")
     write_metrics(result.metrics, config.out, config)

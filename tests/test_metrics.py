@@ -90,6 +90,28 @@ def test_main_job_pipeline_on_a_tiny_preset(tmp_path, emoji_subset, lpips_weight
     assert samples["samples"].dtype == torch.uint8 and samples["samples"].shape == (9, 3, 32, 32)
 
 
+def test_main_job_silhouette_pipeline_on_a_tiny_preset(tmp_path, emoji_subset, lpips_weights):
+    """configs/main/silhouette.yaml's shape at tiny size: a conditioning tokenizer on silhouettes,
+    the image tokenizer, an image-conditional GPT, then IoU and condition/sample grids."""
+    config = load_config(MainJobConfig, REPO / "configs" / "main" / "tiny.yaml", [
+        f"run_dir={tmp_path / 'job'}", f"eval.lpips_weights={lpips_weights}", "eval.fid_weights=off",
+        "eval.num_samples=6", "eval.batch_size=6", "samples_per_row=2",
+        "condition_vqgan_config=configs/vqgan/emoji32.yaml",
+    ])
+    config.vqgan_overrides += [f"data.root={emoji_subset}", "data.val_fraction=0.2", "loss.perceptual.weights=random"]
+    config.condition_vqgan_overrides = [o for o in config.vqgan_overrides if "codebook_size" not in o] + [
+        "model.quantizer.codebook_size=32"]
+    config.gpt_overrides += ["condition.source=image", "condition.derive=silhouette"]
+    run_main_job(config)
+    job = tmp_path / "job"
+    saved = json.loads((job / "metrics.json").read_text())
+    assert 0.0 <= saved["silhouette_iou"] <= 1.0 and "stage0_s" in saved["timings"]
+    gpt = json.loads((job / "gpt" / "config.json").read_text())
+    assert (gpt["cond_vocab_size"], gpt["condition_derive"], gpt["num_classes"]) == (32, "silhouette", 0)
+    assert (job / "gpt" / "condition_tokenizer" / "model.safetensors").is_file()
+    assert (job / "samples.png").is_file()
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "main").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_main_job_preset_loads(path):
     load_config(MainJobConfig, path)

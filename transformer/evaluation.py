@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from vqgan import fid as fid_lib
+from vqgan.condition_images import derive, silhouette_iou
 from vqgan.data import DataConfig, ImageFolderDataset, scan_images
 from vqgan.io import atomic_write_text
 from vqgan.metrics import reconstruction_metrics
@@ -27,6 +28,7 @@ class Evaluation:
     reconstructions: torch.Tensor  # their reconstructions
     samples: torch.Tensor | None  # (num_samples, 3, H, W) generated images
     sample_labels: torch.Tensor | None
+    conditions: torch.Tensor | None = None  # (num_samples, 3, H, W): the condition of each sample
 
 
 def evaluation_set(data: DataConfig, split: str) -> ImageFolderDataset:
@@ -43,10 +45,14 @@ def fid_metric(config: EvalConfig) -> fid_lib.FID | None:
 
 
 def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | None = None,
-             keep_images: int = 32, fid: fid_lib.FID | None = None) -> Evaluation:
+             keep_images: int = 32, fid: fid_lib.FID | None = None,
+             condition_tokenizer: VQGAN | None = None) -> Evaluation:
     """Reconstruction metrics of `tokenizer` and, given a `gpt`, gFID of its samples, against
     the same real images (the `config.split` split of `data`). `fid`: a `fid_metric(config)`
-    already loaded (it holds no real features yet), instead of loading the network again."""
+    already loaded (it holds no real features yet), instead of loading the network again.
+    An image-conditional `gpt` (with its `condition_tokenizer`) samples one image per
+    evaluation image's condition (cycling if num_samples is larger); with silhouette conditions
+    the mean IoU between each sample's silhouette and its condition is measured too."""
     dataset = evaluation_set(data, config.split)
     device = tokenizer.device  # every network runs where the tokenizer is
     lpips = LPIPS(PerceptualConfig(net=config.lpips_net, weights=config.lpips_weights)).to(device)
@@ -62,26 +68,38 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
     reals = torch.stack([dataset[i]["image"] for i in range(min(keep_images, len(dataset)))])
     reconstructions = tokenizer.reconstruct(reals.to(device)).cpu()
 
-    samples = labels = None
+    samples = labels = conditions = None
     if gpt is not None and config.num_samples > 0:
         options = config.generate_options(gpt.config)
         labels = balanced_labels(config.num_samples, gpt.config.num_classes) if gpt.config.num_classes else None
+        if gpt.config.image_conditional:
+            if condition_tokenizer is None:
+                raise ValueError("an image-conditional model needs its condition_tokenizer to be evaluated")
+            ids = [i % len(dataset) for i in range(config.num_samples)]
+            conditions = torch.stack([dataset[i]["image"] for i in ids])  # (N, 3, H, W)
+            if gpt.config.condition_derive:
+                conditions = derive(gpt.config.condition_derive, conditions)
+            labels = torch.cat([condition_tokenizer.encode(chunk.to(device)).cpu()
+                                for chunk in conditions.split(config.batch_size)])  # (N, h, w) condition codes
         samples = sample_images(gpt, tokenizer, labels, config.num_samples, config.batch_size, seed=config.seed,
                                 progress=True, **options)
+        if conditions is not None and gpt.config.condition_derive == "silhouette":
+            metrics["silhouette_iou"] = silhouette_iou(samples, conditions).mean().item()
         if fid is not None:
             metrics["gfid"] = generation_fid(fid, samples, config.batch_size)
             metrics["gfid_counts"] = {"real": len(dataset), "generated": samples.shape[0]}
-        if labels is not None:
+        if labels is not None and conditions is None:
             names = gpt.config.class_names or [str(i) for i in range(gpt.config.num_classes)]
             metrics["gfid_samples_per_class"] = {names[c]: int((labels == c).sum()) for c in range(len(names))}
         metrics["sampling"] = {"cfg_scale": options["cfg_scale"], "top_k": options["top_k"], "top_p": config.top_p,
                                "temperature": config.temperature, "seed": config.seed}
-    return Evaluation(metrics, reals, reconstructions, samples, labels)
+    return Evaluation(metrics, reals, reconstructions, samples, labels, conditions)
 
 
 def format_table(metrics: dict) -> str:
     """The headline numbers as an aligned two-column table."""
-    rows = [(k, metrics[k]) for k in ("psnr", "ssim", "lpips", "rfid", "codebook_usage", "perplexity", "gfid")
+    rows = [(k, metrics[k]) for k in ("psnr", "ssim", "lpips", "rfid", "codebook_usage", "perplexity", "gfid",
+                                      "silhouette_iou")
             if k in metrics]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v:.4g}" for k, v in rows)

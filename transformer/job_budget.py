@@ -16,6 +16,10 @@ from .model import GPTConfig
 from .sampling import sample_images
 
 STAGE1_SHARE = 0.62  # of the training time; stage 2 gets what stage 1 leaves
+# An image-conditional job trains its conditioning tokenizer first, with this share of the training
+# time (condition images such as silhouettes are simpler than the images); stage 1 then takes
+# STAGE1_SHARE of what is left.
+CONDITION_SHARE = 0.15
 FIXED_EVAL_S = 15.0  # loading LPIPS and Inception, two Frechet distances, grids
 END_MARGIN_S = 20.0  # process start-up and teardown outside the stages
 
@@ -45,6 +49,8 @@ def estimate_evaluation_seconds(tokenizer: VQGANConfig, gpt: GPTConfig, data: Da
     model = model_class(gpt)(gpt).eval()
     decoder = VQGAN(tokenizer).eval()
     labels = torch.arange(batch) % gpt.num_classes if gpt.num_classes else None
+    if gpt.image_conditional:  # random condition codes: their values do not change the cost
+        labels = torch.randint(0, gpt.cond_vocab_size, (batch, gpt.cond_grid_size, gpt.cond_grid_size))
     options = config.generate_options(gpt)
     per_sample = _seconds(lambda: sample_images(model, decoder, labels, batch, batch, **options)) / batch
     samples = config.num_samples

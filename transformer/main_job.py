@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import time
@@ -26,8 +27,8 @@ from vqgan.train_config import VQGANTrainConfig
 
 from .eval_config import EvalConfig
 from .evaluation import evaluate, fid_metric, format_table, write_metrics
-from .job_budget import END_MARGIN_S, STAGE1_SHARE, estimate_evaluation_seconds
-from .generator import load_generator, resolve_model_config
+from .job_budget import CONDITION_SHARE, END_MARGIN_S, STAGE1_SHARE, estimate_evaluation_seconds
+from .generator import load_condition_tokenizer, load_generator, resolve_model_config
 from .lightning import fit_gpt
 from .train_config import GPTTrainConfig
 
@@ -39,6 +40,10 @@ class MainJobConfig:
     vqgan_overrides: list[str] = field(default_factory=list)
     gpt_config: str = "configs/transformer/emoji32.yaml"
     gpt_overrides: list[str] = field(default_factory=list)
+    # An image-conditional job (gpt_overrides set condition.source=image and condition.derive):
+    # the conditioning tokenizer is trained first, on the derived condition images, with this config.
+    condition_vqgan_config: str = ""
+    condition_vqgan_overrides: list[str] = field(default_factory=list)
     samples_per_row: int = 10  # columns of samples.png
     budget_minutes: float = 0.0  # whole job, evaluation included; 0: the stage configs' max_steps
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -80,9 +85,25 @@ def run_main_job(config: MainJobConfig) -> dict:
         f"run_dir={run / 'stage2'}", f"export_dir={run / 'gpt'}", f"tokenizer={run / 'tokenizer'}",
         f"data.root={vqgan_config.data.root}", f"data.resolution={vqgan_config.data.resolution}",
         f"data.val_fraction={vqgan_config.data.val_fraction}", f"data.split_seed={vqgan_config.data.split_seed}",
+        *([f"condition.tokenizer={run / 'condition_tokenizer'}"] if config.condition_vqgan_config else []),
         *budgeted, *config.gpt_overrides])
+    condition_config = None
+    if config.condition_vqgan_config:
+        cond = gpt_config.condition
+        if cond.source != "image" or not cond.derive:
+            raise ValueError("condition_vqgan_config needs gpt_overrides with condition.source=image and "
+                             "condition.derive=<silhouette | grayscale | lowres>")
+        condition_config = load_config(VQGANTrainConfig, config.condition_vqgan_config, [
+            f"run_dir={run / 'stage0'}", f"export_dir={run / 'condition_tokenizer'}", f"data.derive={cond.derive}",
+            f"data.root={vqgan_config.data.root}", f"data.resolution={vqgan_config.data.resolution}",
+            f"data.val_fraction={vqgan_config.data.val_fraction}", f"data.split_seed={vqgan_config.data.split_seed}",
+            *budgeted, *config.condition_vqgan_overrides])
+        gpt_config.model = dataclasses.replace(  # the sizes the conditioning tokenizer will have
+            gpt_config.model, num_classes=0, cond_vocab_size=condition_config.model.quantizer.codebook_size,
+            cond_grid_size=condition_config.model.grid_size, condition_derive=cond.derive)
     # The GPT's sizes follow the tokenizer about to be trained and the data's class folders.
-    names = scan_images(vqgan_config.data.root, vqgan_config.data.use_labels, progress=False).class_names
+    names = [] if gpt_config.condition.source != "class" else \
+        scan_images(vqgan_config.data.root, vqgan_config.data.use_labels, progress=False).class_names
     gpt_config.model = resolve_model_config(gpt_config.model, vqgan_config.model.quantizer.codebook_size,
                                             vqgan_config.model.grid_size, names, run / "tokenizer",
                                             vqgan_config.data.root)
@@ -94,8 +115,17 @@ def run_main_job(config: MainJobConfig) -> dict:
         eval_s = estimate_evaluation_seconds(vqgan_config.model, gpt_config.model, vqgan_config.data, config.eval, fid)
         training_deadline = job_start + config.budget_minutes * 60 - eval_s - END_MARGIN_S
         timings["evaluation_estimate_s"] = eval_s
+        if condition_config is not None:
+            condition_config.trainer.budget_minutes = CONDITION_SHARE * (training_deadline - time.perf_counter()) / 60
+        print(f"evaluation estimated at {eval_s:.0f} s")
+
+    if condition_config is not None:
+        start = phase("stage 0: training the conditioning tokenizer on the condition images")
+        fit_vqgan(condition_config)
+        timings["stage0_s"] = time.perf_counter() - start
+    if training_deadline is not None:
         vqgan_config.trainer.budget_minutes = STAGE1_SHARE * (training_deadline - time.perf_counter()) / 60
-        print(f"evaluation estimated at {eval_s:.0f} s; stage 1 gets {vqgan_config.trainer.budget_minutes:.1f} min")
+        print(f"stage 1 gets {vqgan_config.trainer.budget_minutes:.1f} min")
 
     start = phase("stage 1: training the VQGAN tokenizer")
     fit_vqgan(vqgan_config)
@@ -110,12 +140,19 @@ def run_main_job(config: MainJobConfig) -> dict:
     start = phase("evaluation")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     gpt, tokenizer = load_generator(run / "gpt", device)
-    result = evaluate(tokenizer, vqgan_config.data, config.eval, gpt, fid=fid)
+    result = evaluate(tokenizer, vqgan_config.data, config.eval, gpt, fid=fid,
+                      condition_tokenizer=load_condition_tokenizer(run / "gpt", device))
     save_png(image_grid(paired_rows(result.reals, result.reconstructions, per_row=8), nrow=8), run / "reconstructions.png")
-    grid = samples_by_class(result.samples, result.sample_labels, config.samples_per_row)
-    save_png(image_grid(grid, nrow=config.samples_per_row), run / "samples.png")
+    per_row = config.samples_per_row
+    if result.conditions is not None:  # each row of conditions above the samples drawn for them
+        shown = 5 * per_row
+        grid = paired_rows(result.conditions[:shown], result.samples[:shown], per_row)
+    else:
+        grid = samples_by_class(result.samples, result.sample_labels, per_row)
+    save_png(image_grid(grid, nrow=per_row), run / "samples.png")
     if result.samples is not None:  # as numbers too, for a gFID computed elsewhere (eval.fid_weights=off)
-        save_tensors({"samples": to_uint8(result.samples), "labels": result.sample_labels}, run / "samples.safetensors")
+        labels = result.sample_labels if result.conditions is None else None
+        save_tensors({"samples": to_uint8(result.samples), "labels": labels}, run / "samples.safetensors")
     timings["evaluation_s"] = time.perf_counter() - start
     timings["total_s"] = time.perf_counter() - job_start
     metrics = {**result.metrics, "timings": timings, "budget_minutes": config.budget_minutes,

@@ -24,12 +24,12 @@ if ! $PY -c "import torch, pytorch_lightning, omegaconf, lpips; assert torch.cud
     echo "not ready: see $OUT/install.log"; exit 1
 fi
 
-timeout 150 $PY -m pytest -q tests/test_bf16.py tests/test_decode_step.py tests/test_loading.py \
+timeout 150 $PY -m pytest -q tests/test_bf16.py tests/test_decode_step.py tests/test_loading.py tests/test_maskgit.py \
     > "$OUT/tests.log" 2>&1; echo "tests exit $?" >> "$OUT/tests.log"
 
 GPU32='data.batch_size=64 data.num_workers=8 model.ch=64 model.num_res_blocks=2'
-timeout 150 $PY scripts/bench.py --repeats 3 --phase-timeout 60 --vqgan-overrides "$GPU32" \
-    --phases sampling_small,sampling_medium,sampling_large,tokenizer,gpt_training,vqgan_training \
+timeout 200 $PY scripts/bench.py --repeats 3 --phase-timeout 60 --vqgan-overrides "$GPU32" \
+    --phases sampling_small,sampling_medium,sampling_large,maskgit_small,maskgit_medium,tokenizer,gpt_training,vqgan_training \
     --out "$OUT/bench_32.json" 2> "$OUT/bench_32.log"
 timeout 60 $PY scripts/bench.py --repeats 3 --phase-timeout 50 --vqgan-overrides "$GPU32 trainer.compile=true" \
     --phases vqgan_training --out "$OUT/bench_32_compiled.json" 2> "$OUT/bench_32_compiled.log"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check: one command, under 8 minutes on one CUDA GPU. It runs the tests of the GPU paths
+# The GPU check: one command on one CUDA GPU, 12 minutes at most (each step has its own time limit;
+# expected well under that, not measured). It runs the tests of the GPU paths
 # (bf16 training of every quantizer, the GAN and the GPT; CUDA-graph sampling; device placement)
 # on the GPU, the benchmark at 32 px and at 256 px, and a short main job with its image grids.
 #

@@ -37,6 +37,8 @@ def generate_sliding(model: GPT, cond: torch.Tensor | int, height: int, width: i
     this draws the same codes as `generate` under the same generator."""
     check_sampling_args(model, temperature, top_k, top_p, cfg_scale)
     g = model.config.grid_size
+    if model.config.image_conditional:  # taming slides the condition's window too; not built here
+        raise ValueError("sliding-window sampling takes class-conditional or unconditional GPTs, not image-conditional")
     if height < g or width < g:
         raise ValueError(f"a sliding-window grid must be at least the training grid {g}x{g}, got {height}x{width}")
     was_training = model.training

@@ -23,7 +23,6 @@ from vqgan.trainer import fit, run_folder
 from . import codes as code_cache
 from .generator import (TokenizerMismatchError, check_pairing, frozen_tokenizer, model_class, resolve_condition,
                         resolve_model_config)
-from .model import GPT, GPTConfig
 from .sampling import sample_images
 from .train_config import GPTTrainConfig
 

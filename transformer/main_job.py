@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from vqgan.config import load_config, require, save_config
+from vqgan.config import load_config, save_config
+from vqgan.schema import require
 from vqgan.data import scan_images
 from vqgan.hardware import describe_machine
 from vqgan.images import image_grid, paired_rows, save_png, to_uint8

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from .io import atomic_write_text
-from .schema import ConfigError, require  # noqa: F401  (re-exported: the schemas use them)
+from .schema import ConfigError  # noqa: F401  (re-exported: scripts and tests catch it from here)
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from tqdm.auto import tqdm
 
-from .config import require
+from .schema import require
 from .io import atomic_write_text
 from .resume import EpochSampler, item_seed
 

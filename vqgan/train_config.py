@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import require
+from .schema import require
 from .data import DataConfig
 from .discriminator import DiscriminatorConfig
 from .model import VQGANConfig

@@ -16,7 +16,8 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from .budget import StepBudget
 from .callbacks import ImageGridLogger, StepProgressBar
-from .config import require, save_config
+from .config import save_config
+from .schema import require
 from .errors import CheckpointError
 from .hardware import native_bf16
 from .io import atomic_path

@@ -1,4 +1,8 @@
 """MaskGIT: the masking schedule, the masked-only loss, the parallel sampler, the export."""
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -118,3 +122,8 @@ def test_maskgit_trains_exports_and_samples(tmp_path, emoji_subset, tiny_tokeniz
 
     images = sample_images(model, tokenizer, torch.tensor([0, 1]), 2, 2, steps=3)
     assert images.shape == (2, 3, 32, 32)
+    out = tmp_path / "grid.png"  # the sampling script loads it without being told its kind
+    result = subprocess.run([sys.executable, "scripts/sample.py", "--model", str(export), "--num", "3",
+                             "steps=4", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(out.with_suffix(".json").read_text())["steps"] == 4

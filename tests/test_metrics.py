@@ -90,6 +90,19 @@ def test_main_job_pipeline_on_a_tiny_preset(tmp_path, emoji_subset, lpips_weight
     assert samples["samples"].dtype == torch.uint8 and samples["samples"].shape == (9, 3, 32, 32)
 
 
+def test_main_job_with_maskgit_on_a_tiny_preset(tmp_path, emoji_subset, lpips_weights):
+    config = load_config(MainJobConfig, REPO / "configs" / "main" / "tiny.yaml", [
+        f"run_dir={tmp_path / 'job'}", f"eval.lpips_weights={lpips_weights}", "eval.fid_weights=off",
+        "eval.num_samples=6", "eval.batch_size=6", "eval.steps=3", "samples_per_row=1",
+    ])
+    config.vqgan_overrides += [f"data.root={emoji_subset}", "data.val_fraction=0.2", "loss.perceptual.weights=random"]
+    config.gpt_overrides += ["model.kind=maskgit", "sample.steps=2"]
+    run_main_job(config)
+    assert json.loads((tmp_path / "job" / "gpt" / "config.json").read_text())["kind"] == "maskgit"
+    saved = json.loads((tmp_path / "job" / "metrics.json").read_text())
+    assert saved["eval_config"]["steps"] == 3 and (tmp_path / "job" / "samples.png").is_file()
+
+
 def test_main_job_silhouette_pipeline_on_a_tiny_preset(tmp_path, emoji_subset, lpips_weights):
     """configs/main/silhouette.yaml's shape at tiny size: a conditioning tokenizer on silhouettes,
     the image tokenizer, an image-conditional GPT, then IoU and condition/sample grids."""

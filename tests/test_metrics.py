@@ -119,6 +119,7 @@ def test_main_job_silhouette_pipeline_on_a_tiny_preset(tmp_path, emoji_subset, l
     job = tmp_path / "job"
     saved = json.loads((job / "metrics.json").read_text())
     assert 0.0 <= saved["silhouette_iou"] <= 1.0 and "stage0_s" in saved["timings"]
+    assert 0.0 < saved["silhouette_iou_shuffled"] < 1.0
     gpt = json.loads((job / "gpt" / "config.json").read_text())
     assert (gpt["cond_vocab_size"], gpt["condition_derive"], gpt["num_classes"]) == (32, "silhouette", 0)
     assert (job / "gpt" / "condition_tokenizer" / "model.safetensors").is_file()

@@ -85,6 +85,9 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
                                 progress=True, **options)
         if conditions is not None and gpt.config.condition_derive == "silhouette":
             metrics["silhouette_iou"] = silhouette_iou(samples, conditions).mean().item()
+            # chance level: each condition against another, shuffled (a model that ignored it)
+            shuffled = conditions[torch.randperm(len(conditions), generator=torch.Generator().manual_seed(0))]
+            metrics["silhouette_iou_shuffled"] = silhouette_iou(shuffled, conditions).mean().item()
         if fid is not None:
             metrics["gfid"] = generation_fid(fid, samples, config.batch_size)
             metrics["gfid_counts"] = {"real": len(dataset), "generated": samples.shape[0]}

@@ -164,7 +164,7 @@ def gpt_training(repeats: int) -> dict:
     from vqgan.data import ImageFolderDataset, scan_images
     from vqgan.trainer import resolved_precision
 
-    from transformer.generator import resolve_model_config
+    from transformer.pairing import resolve_model_config
 
     config = load_config(GPTTrainConfig, CONFIGS["gpt"])
     tokenizer, vq_config = bench_tokenizer()

@@ -12,7 +12,8 @@ from PIL import Image
 from tests.conftest import REPO, tiny_gpt_overrides
 from transformer import codes as code_cache
 from transformer import generate
-from transformer.generator import TokenizerMismatchError, load_condition_tokenizer, load_generator
+from transformer.generator import load_condition_tokenizer, load_generator
+from transformer.pairing import TokenizerMismatchError
 from transformer.lightning import fit_gpt
 from transformer.model import GPT, GPTConfig
 from transformer.train_config import GPTTrainConfig

@@ -10,7 +10,8 @@ from PIL import Image
 from tests.conftest import REPO, tiny_gpt_overrides
 from transformer import GPT
 from transformer import codes as code_cache
-from transformer.generator import TokenizerMismatchError, load_generator
+from transformer.generator import load_generator
+from transformer.pairing import TokenizerMismatchError
 from transformer.lightning import fit_gpt
 from transformer.train_config import GPTTrainConfig
 from vqgan import VQGAN

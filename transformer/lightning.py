@@ -21,8 +21,8 @@ from vqgan.resume import EpochSampler
 from vqgan.trainer import fit, run_folder
 
 from . import codes as code_cache
-from .generator import (TokenizerMismatchError, check_pairing, frozen_tokenizer, model_class, resolve_condition,
-                        resolve_model_config)
+from .generator import frozen_tokenizer, model_class
+from .pairing import TokenizerMismatchError, check_pairing, resolve_condition, resolve_model_config
 from .sampling import sample_images
 from .train_config import GPTTrainConfig
 

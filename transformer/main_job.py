@@ -29,7 +29,8 @@ from vqgan.train_config import VQGANTrainConfig
 from .eval_config import EvalConfig
 from .evaluation import evaluate, fid_metric, format_table, write_metrics
 from .job_budget import CONDITION_SHARE, END_MARGIN_S, STAGE1_SHARE, estimate_evaluation_seconds
-from .generator import load_condition_tokenizer, load_generator, resolve_model_config
+from .generator import load_condition_tokenizer, load_generator
+from .pairing import resolve_model_config
 from .lightning import fit_gpt
 from .train_config import GPTTrainConfig
 

@@ -51,14 +51,14 @@ def device() -> str:
 
 
 def gpt_of(size: str, kind: str = "gpt"):
-    from transformer.generator import model_class
+    from transformer.generator import build_model
     from transformer.model import GPTConfig
 
     spec = dict(SIZES[size])
     batch = spec.pop("batch")
     torch.manual_seed(0)
     config = GPTConfig(kind=kind, num_classes=10, **spec)
-    model = model_class(config)(config).to(device()).eval()
+    model = build_model(config).to(device()).eval()
     with torch.no_grad():
         model.head.weight.normal_(0, 0.02)  # a zero head would make every step a tie
     return model, batch

@@ -15,7 +15,7 @@ from einops import rearrange
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from transformer.model import GPT, GPTConfig  # noqa: E402
-from transformer.sampling import filter_logits, generate  # noqa: E402
+from transformer.sampling import draw_token, generate  # noqa: E402
 
 
 def _forward_with_past(model: GPT, tokens: torch.Tensor, past: torch.Tensor | None, start: int):
@@ -50,8 +50,7 @@ def concat_cache_generate(model: GPT, labels: torch.Tensor, top_k: int | None = 
         whole_past = torch.cat(past, dim=-2) if past else None  # copies every cached key and value
         logits, present = _forward_with_past(model, x, whole_past, start=0 if n == 0 else n)
         past.append(present)
-        logits = filter_logits(logits.float(), top_k)
-        x = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)  # (B, 1)
+        x = draw_token(logits.float(), 1.0, top_k, None, None, generator)  # (B, 1)
         codes.append(x)
     return torch.cat(codes, dim=1)
 

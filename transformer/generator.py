@@ -26,15 +26,15 @@ def load_condition_tokenizer(directory: str | Path, map_location="cpu") -> VQGAN
     return frozen_tokenizer(folder, map_location) if folder.is_dir() else None
 
 
-def model_class(config: GPTConfig) -> type[GPT]:
-    """The class that builds a stage-2 config: GPT or MaskGIT, by `config.kind`."""
-    return MaskGIT if config.kind == "maskgit" else GPT
+def build_model(config: GPTConfig) -> GPT:
+    """The stage-2 model of a config: a GPT or a MaskGIT, by `config.kind`."""
+    return (MaskGIT if config.kind == "maskgit" else GPT)(config)
 
 
 def load_stage2(directory: str | Path, map_location="cpu") -> GPT:
     """A stage-2 export of either kind (its config.json says which), in eval mode."""
     config = read_config(GPTConfig, directory)
-    return load_weights(lambda: model_class(config)(config), Path(directory), map_location).eval()
+    return load_weights(lambda: build_model(config), Path(directory), map_location).eval()
 
 
 def frozen_tokenizer(directory: str | Path, device="cpu") -> VQGAN:

@@ -11,7 +11,7 @@ from vqgan.model import VQGAN, VQGANConfig
 
 from .eval_config import EvalConfig
 from .evaluation import evaluation_set
-from .generator import model_class
+from .generator import build_model
 from .model import GPTConfig
 from .sampling import sample_images
 
@@ -46,7 +46,7 @@ def estimate_evaluation_seconds(tokenizer: VQGANConfig, gpt: GPTConfig, data: Da
             fid.update(images, real=False)
         per_feature = _seconds(lambda: fid.update(images, real=False)) / batch
         fid.reset()
-    model = model_class(gpt)(gpt).eval()
+    model = build_model(gpt).eval()
     decoder = VQGAN(tokenizer).eval()
     labels = torch.arange(batch) % gpt.num_classes if gpt.num_classes else None
     if gpt.image_conditional:  # random condition codes: their values do not change the cost

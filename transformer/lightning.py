@@ -21,7 +21,7 @@ from vqgan.resume import EpochSampler
 from vqgan.trainer import fit, run_folder
 
 from . import codes as code_cache
-from .generator import frozen_tokenizer, model_class
+from .generator import build_model, frozen_tokenizer
 from .pairing import TokenizerMismatchError, check_pairing, resolve_condition, resolve_model_config
 from .sampling import sample_images
 from .train_config import GPTTrainConfig
@@ -66,7 +66,7 @@ class GPTModule(pl.LightningModule):
                  val_set=None):
         super().__init__()
         self.config = config
-        self.gpt = model_class(config.model)(config.model)
+        self.gpt = build_model(config.model)
         if config.trainer.compile:  # in place: parameter names, checkpoints and exports are unchanged
             self.gpt.compile()
         # Kept off the module tree: not trained, not in the optimizer, not in checkpoints.

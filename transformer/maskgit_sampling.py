@@ -11,7 +11,7 @@ import math
 import torch
 
 from .maskgit import MaskGIT, mask_ratio
-from .sampling import check_sampling_args, filter_logits
+from .sampling import check_sampling_args, condition_prefix, evaluating, filter_logits
 
 SCHEDULES = ("cosine", "linear")
 
@@ -37,31 +37,23 @@ def generate_masked(model: MaskGIT, cond: torch.Tensor | int, steps: int = 12, t
     (1 - progress) is added to the log-confidence that decides which codes to keep.
     Each iteration keeps at least one new code, so every position is filled by the last one.
     """
-    check_sampling_args(model, temperature, top_k, top_p, cfg_scale)
+    check_sampling_args(model, temperature, top_k, top_p, cfg_scale, steps)
     if not isinstance(model, MaskGIT):
         raise TypeError(f"generate_masked needs a MaskGIT model, got {type(model).__name__} (use generate)")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got '{schedule}'")
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         return _generate_masked(model, cond, steps, temperature, top_k, top_p, cfg_scale, generator,
                                 choice_temperature, schedule)
-    finally:
-        model.train(was_training)
 
 
 def _generate_masked(model, cond, steps, temperature, top_k, top_p, cfg_scale, generator, choice_temperature,
                      schedule):
     c = model.config
     device = model.device
-    prefix = model.condition_tokens(None, batch=cond) if isinstance(cond, int) else model.condition_tokens(cond.to(device))
-    batch, length = prefix.shape[0], c.num_image_tokens
     guided = cfg_scale is not None
-    if guided:
-        prefix = torch.cat([prefix, model.null_tokens(batch)])  # rows: conditional, then null
+    prefix, batch = condition_prefix(model, cond, guided)
+    length = c.num_image_tokens
     tokens = torch.full((batch, length), c.mask_id, dtype=torch.long, device=device)
     rows = torch.arange(batch, device=device)[:, None]
     for step in range(steps):

@@ -241,7 +241,7 @@ class GPT(nn.Module):
         super().__init__()
         if config.kind != self.KIND:
             raise ValueError(f"{type(self).__name__} builds model.kind={self.KIND}, got '{config.kind}' "
-                             "(transformer.generator.model_class picks the class for a config)")
+                             "(transformer.generator.build_model picks the class for a config)")
         if not config.resolved:
             raise ValueError(f"GPTConfig has unset sizes (vocab_size={config.vocab_size}, grid_size={config.grid_size}, "
                              f"num_classes={config.num_classes}): fill them in with resolve_model_config")

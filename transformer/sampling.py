@@ -1,6 +1,8 @@
 """Sampling image codes from a GPT: static KV cache, classifier-free guidance, top-k / top-p."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from tqdm.auto import tqdm
 
@@ -43,6 +45,39 @@ def check_sampling_args(model: GPT, temperature: float, top_k: int | None, top_p
         raise ValueError(f"cfg_scale must be >= 0, got {cfg_scale}")
 
 
+@contextmanager
+def evaluating(model: torch.nn.Module):
+    """`model` in eval mode for the block, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def condition_prefix(model: GPT, cond: torch.Tensor | int, guided: bool) -> tuple[torch.Tensor, int]:
+    """The condition tokens of `cond` (labels, condition codes, or a batch size for an
+    unconditional model), with the null rows appended under guidance: (rows, P), and the batch."""
+    prefix = model.condition_tokens(None, batch=cond) if isinstance(cond, int) else \
+        model.condition_tokens(cond.to(model.device))
+    batch = prefix.shape[0]
+    if guided:
+        prefix = torch.cat([prefix, model.null_tokens(batch)])  # rows: conditional, then null
+    return prefix, batch
+
+
+def draw_token(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
+               cfg_scale: float | None, generator: torch.Generator | None) -> torch.Tensor:
+    """One code per row from next-code logits (rows, V), conditional rows then null rows under
+    guidance (mixed as u + s * (c - u)) -> (B, 1)."""
+    if cfg_scale is not None:
+        cond_logits, null_logits = logits.chunk(2)
+        logits = null_logits + cfg_scale * (cond_logits - null_logits)
+    logits = filter_logits(logits / temperature, top_k, top_p)
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
+
+
 @torch.inference_mode()
 def generate(model: GPT, cond: torch.Tensor | int, num_tokens: int | None = None, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, cfg_scale: float | None = None,
@@ -70,23 +105,13 @@ def generate(model: GPT, cond: torch.Tensor | int, num_tokens: int | None = None
     if not 1 <= num_tokens <= model.config.num_image_tokens:
         raise ValueError(f"num_tokens must be in [1, {model.config.num_image_tokens}], got {num_tokens}")
     mode = resolve_mode(decode, model.device)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         return _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, generator, use_cache, mode)
-    finally:
-        model.train(was_training)
 
 
 def _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, generator, use_cache, mode):
-    if isinstance(cond, int):
-        prefix = model.condition_tokens(None, batch=cond)
-    else:
-        prefix = model.condition_tokens(cond.to(model.device))
-    batch = prefix.shape[0]
     guided = cfg_scale is not None
-    if guided:
-        prefix = torch.cat([prefix, model.null_tokens(batch)])  # rows: conditional, then null
+    prefix, batch = condition_prefix(model, cond, guided)
     rows, prefix_len = prefix.shape
 
     out = torch.empty(batch, num_tokens, dtype=torch.long, device=prefix.device)
@@ -98,11 +123,7 @@ def _generate(model, cond, num_tokens, temperature, top_k, top_p, cfg_scale, gen
         sequence = prefix
         logits = model.last_logits(sequence).float()
     for t in range(num_tokens):
-        if guided:
-            cond_logits, null_logits = logits.chunk(2)
-            logits = null_logits + cfg_scale * (cond_logits - null_logits)
-        logits = filter_logits(logits / temperature, top_k, top_p)
-        token = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)  # (B, 1)
+        token = draw_token(logits, temperature, top_k, top_p, cfg_scale, generator)  # (B, 1)
         out[:, t] = token[:, 0]
         if t == num_tokens - 1:
             break

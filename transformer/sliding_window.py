@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .model import GPT
-from .sampling import check_sampling_args, filter_logits
+from .sampling import check_sampling_args, condition_prefix, draw_token, evaluating
 
 
 def window_start(position: int, size: int, window: int) -> int:
@@ -41,15 +41,9 @@ def generate_sliding(model: GPT, cond: torch.Tensor | int, height: int, width: i
         raise ValueError("sliding-window sampling takes class-conditional or unconditional GPTs, not image-conditional")
     if height < g or width < g:
         raise ValueError(f"a sliding-window grid must be at least the training grid {g}x{g}, got {height}x{width}")
-    was_training = model.training
-    model.eval()
-    try:
-        prefix = model.condition_tokens(None, batch=cond) if isinstance(cond, int) else \
-            model.condition_tokens(cond.to(model.device))
-        batch = prefix.shape[0]
+    with evaluating(model):
         guided = cfg_scale is not None
-        if guided:
-            prefix = torch.cat([prefix, model.null_tokens(batch)])  # rows: conditional, then null
+        prefix, batch = condition_prefix(model, cond, guided)
         # Codes not sampled yet are 0: the causal mask keeps every prediction from seeing them.
         codes = torch.zeros(batch, height, width, dtype=torch.long, device=model.device)
         for i in range(height):
@@ -60,11 +54,5 @@ def generate_sliding(model: GPT, cond: torch.Tensor | int, height: int, width: i
                 feed = torch.cat([window, window]) if guided else window
                 t = (i - top) * g + (j - left)  # the code's place in the window
                 logits = model(prefix, feed[:, :t + 1])[:, t].float()  # (rows, V): predicts code t
-                if guided:
-                    cond_logits, null_logits = logits.chunk(2)
-                    logits = null_logits + cfg_scale * (cond_logits - null_logits)
-                logits = filter_logits(logits / temperature, top_k, top_p)
-                codes[:, i, j] = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)[:, 0]
+                codes[:, i, j] = draw_token(logits, temperature, top_k, top_p, cfg_scale, generator)[:, 0]
         return codes
-    finally:
-        model.train(was_training)

@@ -31,12 +31,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def listing_sha256(index: ImageIndex) -> str:
+    """A digest of the file list: paths, sizes and labels."""
+    listing = "\n".join(f"{p}\t{Path(p).stat().st_size}\t{label}" for p, label in zip(index.paths, index.labels))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 def cache_key(tokenizer_dir: Path, index: ImageIndex, resolution: int) -> dict[str, str]:
     """What the cached codes depend on, each part hashed separately so a rebuild can say why."""
-    listing = "\n".join(f"{p}\t{Path(p).stat().st_size}\t{label}" for p, label in zip(index.paths, index.labels))
     return {
         "tokenizer": file_sha256(tokenizer_dir / WEIGHTS_NAME),
-        "files": hashlib.sha256(listing.encode()).hexdigest(),
+        "files": listing_sha256(index),
         "resolution": str(resolution),
     }
 
@@ -52,9 +57,8 @@ class ConditionSource:
     derive: str = ""
 
     def key(self) -> dict[str, str]:
-        listing = "\n".join(f"{p}\t{Path(p).stat().st_size}" for p in self.index.paths)
         return {"condition_tokenizer": file_sha256(self.tokenizer_dir / WEIGHTS_NAME),
-                "condition_images": f"{self.derive}:{hashlib.sha256(listing.encode()).hexdigest()}"}
+                "condition_images": f"{self.derive}:{listing_sha256(self.index)}"}
 
 
 @dataclass

@@ -83,10 +83,11 @@ def run_main_job(config: MainJobConfig) -> dict:
     # Load both stage configs first, so a typo stops the job before any training.
     vqgan_config = load_config(VQGANTrainConfig, config.vqgan_config, [
         f"run_dir={run / 'stage1'}", f"export_dir={run / 'tokenizer'}", *budgeted, *config.vqgan_overrides])
+    d = vqgan_config.data  # every stage reads the same images, split the same way
+    same_data = [f"data.root={d.root}", f"data.resolution={d.resolution}", f"data.val_fraction={d.val_fraction}",
+                 f"data.split_seed={d.split_seed}"]
     gpt_config = load_config(GPTTrainConfig, config.gpt_config, [
-        f"run_dir={run / 'stage2'}", f"export_dir={run / 'gpt'}", f"tokenizer={run / 'tokenizer'}",
-        f"data.root={vqgan_config.data.root}", f"data.resolution={vqgan_config.data.resolution}",
-        f"data.val_fraction={vqgan_config.data.val_fraction}", f"data.split_seed={vqgan_config.data.split_seed}",
+        f"run_dir={run / 'stage2'}", f"export_dir={run / 'gpt'}", f"tokenizer={run / 'tokenizer'}", *same_data,
         *([f"condition.tokenizer={run / 'condition_tokenizer'}"] if config.condition_vqgan_config else []),
         *budgeted, *config.gpt_overrides])
     condition_config = None
@@ -97,15 +98,13 @@ def run_main_job(config: MainJobConfig) -> dict:
                              "condition.derive=<silhouette | grayscale | lowres>")
         condition_config = load_config(VQGANTrainConfig, config.condition_vqgan_config, [
             f"run_dir={run / 'stage0'}", f"export_dir={run / 'condition_tokenizer'}", f"data.derive={cond.derive}",
-            f"data.root={vqgan_config.data.root}", f"data.resolution={vqgan_config.data.resolution}",
-            f"data.val_fraction={vqgan_config.data.val_fraction}", f"data.split_seed={vqgan_config.data.split_seed}",
-            *budgeted, *config.condition_vqgan_overrides])
+            *same_data, *budgeted, *config.condition_vqgan_overrides])
         gpt_config.model = dataclasses.replace(  # the sizes the conditioning tokenizer will have
             gpt_config.model, num_classes=0, cond_vocab_size=condition_config.model.quantizer.codebook_size,
             cond_grid_size=condition_config.model.grid_size, condition_derive=cond.derive)
     # The GPT's sizes follow the tokenizer about to be trained and the data's class folders.
     names = [] if gpt_config.condition.source != "class" else \
-        scan_images(vqgan_config.data.root, vqgan_config.data.use_labels, progress=False).class_names
+        scan_images(vqgan_config.data.root, vqgan_config.data.use_labels, check=False).class_names
     gpt_config.model = resolve_model_config(gpt_config.model, vqgan_config.model.quantizer.codebook_size,
                                             vqgan_config.model.grid_size, names, run / "tokenizer",
                                             vqgan_config.data.root)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vqgan.schema import require
-from vqgan.data import DataConfig
+from vqgan.data import DERIVED, DataConfig
 from vqgan.optim import OptimConfig
 from vqgan.trainer import TrainerConfig
 
@@ -39,7 +39,7 @@ class ConditionConfig:
             require(bool(self.tokenizer), "condition.tokenizer", "must name a stage-1 export for source=image")
             require(bool(self.paired_root) != bool(self.derive), "condition.paired_root",
                     "or condition.derive (silhouette / grayscale / lowres): give exactly one for source=image")
-            require(self.derive in ("", "silhouette", "grayscale", "lowres"), "condition.derive",
+            require(self.derive in ("", *DERIVED), "condition.derive",
                     "must be silhouette, grayscale or lowres")
 
 

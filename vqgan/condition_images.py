@@ -13,9 +13,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data import IMAGE_EXTENSIONS, DatasetError, ImageIndex
+from .data import DERIVED, IMAGE_EXTENSIONS, DatasetError, ImageIndex
 
-DERIVED = ("silhouette", "grayscale", "lowres")
 BACKGROUND_LEVEL = 0.9  # [-1, 1] scale (about 242 of 255): brighter in every channel is background
 LOWRES_FACTOR = 4
 

@@ -25,6 +25,7 @@ from .io import atomic_write_text
 from .resume import EpochSampler, item_seed
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+DERIVED = ("silhouette", "grayscale", "lowres")  # condition transforms (vqgan/condition_images.py)
 
 
 @dataclass
@@ -42,7 +43,7 @@ class DataConfig:
     derive: str = ""  # train on a condition derived from each image: silhouette / grayscale / lowres
 
     def __post_init__(self):
-        require(self.derive in ("", "silhouette", "grayscale", "lowres"), "data.derive",
+        require(self.derive in ("", *DERIVED), "data.derive",
                 "must be '', silhouette, grayscale or lowres")
         require(self.resolution > 0, "data.resolution", "must be positive")
         require(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")

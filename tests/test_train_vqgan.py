@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 import yaml
 
@@ -9,7 +10,8 @@ from vqgan import VQGAN
 from vqgan.config import load_config
 from vqgan.data import load_rgb
 from vqgan.data import image_transform
-from vqgan.lightning import fit_vqgan
+from vqgan.config import ConfigError
+from vqgan.lightning import fit_vqgan, init_from_export
 from vqgan.train_config import VQGANTrainConfig
 
 CONFIG = REPO / "configs" / "vqgan" / "emoji32.yaml"
@@ -30,7 +32,7 @@ def test_gan_training_steps_update_both_networks(tmp_path, emoji_subset):
     assert ckpt["optimizer_states"][1]["state"], "the discriminator's optimizer never stepped"
     assert (run / "images" / "reconstructions_last.png").is_file()
     assert sorted(yaml.safe_load((run / "config.yaml").read_text())) == sorted(
-        ["run_dir", "resume", "fresh", "export_dir", "seed", "model", "loss", "optim", "data", "trainer"])
+        ["run_dir", "resume", "fresh", "export_dir", "init_from", "seed", "model", "loss", "optim", "data", "trainer"])
     assert (tokenizer / "model.safetensors").is_file()
 
 
@@ -54,6 +56,34 @@ def test_training_script_end_to_end_and_reuse(tmp_path, emoji_subset):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Restored" in result.stderr + result.stdout
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+
+
+def test_init_from_fine_tunes_an_exported_tokenizer(tmp_path, emoji_subset):
+    first = load_config(VQGANTrainConfig, CONFIG, tiny_vqgan_overrides(tmp_path / "first", emoji_subset, steps=3))
+    exported = VQGAN.from_pretrained(fit_vqgan(first))
+    x = torch.stack([image_transform(32, train=False)(load_rgb(p)) for p in sorted(emoji_subset.rglob("*.png"))[:8]])
+
+    model = VQGAN(first.model)
+    init_from_export(model, tmp_path / "first" / "tokenizer")
+    for key, value in exported.export_state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    # a training pass moves the EMA codebook a little from the loaded one (no k-means restart)
+    codebook = exported.quantize.embedding.weight
+    model.train()(x)
+    drift = (model.quantize.embedding.weight - codebook).abs().max() / codebook.abs().max()
+    assert 0 < drift < 0.1
+
+    # a new run starting there: with a vanishing learning rate it exports the same decoder
+    second = load_config(VQGANTrainConfig, CONFIG, tiny_vqgan_overrides(tmp_path / "second", emoji_subset, steps=2)
+                         + [f"init_from={tmp_path / 'first' / 'tokenizer'}", "optim.lr=1e-12"])
+    tuned = VQGAN.from_pretrained(fit_vqgan(second))
+    for key, value in exported.decoder.state_dict().items():
+        assert torch.allclose(tuned.decoder.state_dict()[key], value, atol=1e-6), key
+
+    other = VQGAN(load_config(VQGANTrainConfig, CONFIG, tiny_vqgan_overrides(
+        tmp_path / "x", emoji_subset) + ["model.quantizer.codebook_size=32"]).model)
+    with pytest.raises(ConfigError, match="model.quantizer.codebook_size: 64 there, 32 here"):
+        init_from_export(other, tmp_path / "first" / "tokenizer")
 
 
 def test_training_script_help_and_bad_key():

@@ -16,7 +16,10 @@ from .discriminator import PatchDiscriminator
 from .images import image_grid, paired_rows
 from .io import check_export_target
 from .metrics import image_quality
-from .model import VQGAN
+from .export import read_config
+from .model import VQGAN, VQGANConfig
+from .run_folder import flatten
+from .schema import ConfigError
 from .optim import adamw, param_groups, warmup_cosine
 from .perceptual import LPIPS
 from .train_config import VQGANTrainConfig
@@ -190,6 +193,21 @@ class VQGANModule(pl.LightningModule):
         return {"reconstructions": image_grid(paired_rows(x, x_hat, per_row=8), nrow=8)}
 
 
+def init_from_export(model: VQGAN, directory: str | Path) -> None:
+    """Load the exported tokenizer in `directory` into `model` for fine-tuning; its config.json
+    must describe the same model (the differing keys are named otherwise)."""
+    exported = read_config(VQGANConfig, directory)
+    ours, theirs = flatten(model.config, "model."), flatten(exported, "model.")
+    differing = sorted(k for k in ours if ours[k] != theirs.get(k))
+    if differing:
+        details = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours[k]!r} here" for k in differing[:4])
+        raise ConfigError(f"init_from={directory} is a different model ({details}); "
+                          "its model settings must be this config's")
+    state = VQGAN.from_pretrained(directory).export_state_dict()  # keys checked by the loader
+    model.load_state_dict(state, strict=False)  # the training-time statistics are not exported
+    model.quantize.adopt_codebook()
+
+
 def fit_vqgan(config: VQGANTrainConfig, callbacks: list[pl.Callback] = ()) -> Path:
     """Train from `config` (resuming when a checkpoint is there), then export the tokenizer.
 
@@ -206,6 +224,8 @@ def fit_vqgan(config: VQGANTrainConfig, callbacks: list[pl.Callback] = ()) -> Pa
         datamodule.setup()
         rank_zero_only(datamodule.save_class_names)(run_dir / "classes.json")
         module = VQGANModule(config)
+        if config.init_from and ckpt_path is None:
+            init_from_export(module.model, config.init_from)
         trainer = fit(module, datamodule, config, run_dir, callbacks, started, ckpt_path)
         if trainer.is_global_zero:
             module.model.save_pretrained(tokenizer_dir)

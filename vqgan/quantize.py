@@ -126,6 +126,10 @@ class Quantizer(nn.Module):
         """(B, h, w) int64 -> (B, D, h, w) codes, equal to the eval forward's z_q."""
         raise NotImplementedError
 
+    def adopt_codebook(self) -> None:
+        """Bring the training-time state (not exported) in line with codebook weights just
+        loaded from an export, so that fine-tuning continues from that codebook."""
+
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         # Distances, EMA statistics, k-means and counts decide discrete choices or running
         # statistics: they run in fp32 whatever the autocast state or the model's dtype.
@@ -286,6 +290,12 @@ class EMAQuantizer(NearestNeighbourQuantizer):
             dead = restart_dead_codes(self.embedding.weight.data, state.code_counts, z_flat, self.restart_threshold)
             state.ema_sum[dead] = self.embedding.weight[dead] * state.code_counts[dead, None]
             state.restarts += dead.sum()
+
+    @torch.no_grad()
+    def adopt_codebook(self) -> None:
+        # no k-means over a trained codebook; the EMA sums restart from it (sum / count = code)
+        self.train_state.ema_sum.copy_(self.embedding.weight * self.train_state.code_counts[:, None])
+        self.train_state.initialized.fill_(True)
 
     @torch.no_grad()
     def _kmeans_init(self, z_flat: torch.Tensor, iterations: int = 10) -> None:

@@ -19,7 +19,7 @@ from .config import ConfigError
 from .io import atomic_write_text
 
 MAY_CHANGE_ON_RESUME = (
-    "run_dir", "resume", "export_dir", "fresh", "data.num_workers", "codes.cache_dir", "codes.batch_size",
+    "run_dir", "resume", "export_dir", "init_from", "fresh", "data.num_workers", "codes.cache_dir", "codes.batch_size",
     "trainer.max_steps", "trainer.budget_minutes", "trainer.log_every", "trainer.image_every",
     "trainer.checkpoint_every", "trainer.val_every", "trainer.limit_val_batches", "trainer.progress_bar",
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.compile",

@@ -53,6 +53,8 @@ class VQGANTrainConfig:
     resume: str = ""  # a .ckpt to resume from; "" resumes <run_dir>/checkpoints/last.ckpt if present
     fresh: bool = False  # start over in run_dir even if it holds a checkpoint (the old one is overwritten)
     export_dir: str = ""  # where the tokenizer is exported; "": <run_dir>/tokenizer
+    # fine-tuning, e.g. adding the GAN to a trained tokenizer: optimizers and steps start afresh
+    init_from: str = ""  # a tokenizer export (same model settings) whose weights start a new run
     seed: int = 0
     model: VQGANConfig = field(default_factory=VQGANConfig)
     loss: LossConfig = field(default_factory=LossConfig)

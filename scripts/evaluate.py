@@ -37,7 +37,7 @@ ALIASES = [
     Alias("--tokenizer", "tokenizer", "tokenizer export folder"),
     Alias("--model", "model", "GPT export folder (its tokenizer/ is evaluated too)"),
     Alias("--data", "data", "image folder (default: data/emoji)"),
-    Alias("--split", "split", "val (the training split's held-out images) or all"),
+    Alias("--split", "split", "val (the training split's held-out images), train or all"),
     Alias("--val-fraction", "val_fraction"),
     Alias("--split-seed", "split_seed"),
     Alias("--no-labels", "use_labels", "the folder has no class subfolders", const="false"),

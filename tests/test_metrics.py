@@ -5,11 +5,12 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import EMOJI, REPO
+from transformer.evaluation import evaluation_set
 from transformer.main_job import MainJobConfig, run_main_job
 from transformer.metrics import balanced_labels
 from vqgan import fid as fid_lib
 from vqgan.config import load_config
-from vqgan.data import ImageFolderDataset, scan_images
+from vqgan.data import DataConfig, ImageFolderDataset, scan_images
 from vqgan.images import to_uint8
 from vqgan.metrics import PSNR_CAP_DB, image_quality
 from vqgan.perceptual import LPIPS, PerceptualConfig
@@ -68,6 +69,13 @@ def test_balanced_labels():
     labels = balanced_labels(300, 9)
     counts = torch.bincount(labels)
     assert counts.sum() == 300 and counts.max() - counts.min() <= 1
+
+
+def test_evaluation_splits_train_and_val_partition_the_folder(emoji_subset):
+    data = DataConfig(root=str(emoji_subset), resolution=32, val_fraction=0.25)
+    splits = {name: set(evaluation_set(data, name).subset) for name in ("train", "val", "all")}
+    assert splits["train"] and splits["val"] and not splits["train"] & splits["val"]
+    assert splits["train"] | splits["val"] == splits["all"] and len(splits["all"]) == 72
 
 
 def test_main_job_pipeline_on_a_tiny_preset(tmp_path, emoji_subset, lpips_weights, fid_weights):

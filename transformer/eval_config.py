@@ -12,7 +12,7 @@ from .sampling_config import SamplingConfig
 
 @dataclass
 class EvalConfig(SamplingConfig):
-    split: str = "val"  # "val" (the training runs' held-out split) or "all"
+    split: str = "val"  # "val" (the runs' held-out split), "train" (the rest: tune sampling there) or "all"
     batch_size: int = 50
     lpips_net: str = "alex"
     lpips_weights: str = ""  # "": $VQGAN_LPIPS_WEIGHTS
@@ -23,6 +23,6 @@ class EvalConfig(SamplingConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        require(self.split in ("val", "all"), "eval.split", "must be 'val' or 'all'")
+        require(self.split in ("val", "train", "all"), "eval.split", "must be 'val', 'train' or 'all'")
         require(self.lpips_net in ("alex", "vgg"), "eval.lpips_net", "must be 'alex' or 'vgg'")
         require(self.batch_size > 0 and self.num_samples >= 0, "eval.batch_size", "and eval.num_samples must be positive")

@@ -33,7 +33,8 @@ class Evaluation:
 
 def evaluation_set(data: DataConfig, split: str) -> ImageFolderDataset:
     index = scan_images(data.root, data.use_labels)
-    ids = index.split(data.val_fraction, data.split_seed)[1] if split == "val" else list(range(len(index.paths)))
+    train_ids, val_ids = index.split(data.val_fraction, data.split_seed)
+    ids = {"val": val_ids, "train": train_ids}.get(split, list(range(len(index.paths))))
     if len(ids) < 2:
         raise ValueError(f"{data.root}: the '{split}' split has {len(ids)} images; FID needs at least 2")
     return ImageFolderDataset(index, ids, data.resolution, train=False)

@@ -1,10 +1,12 @@
 """Runs sized by wall-clock time, and precision chosen by what the hardware computes natively."""
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from tests.conftest import REPO, tiny_vqgan_overrides
+from vqgan import budget as budget_lib
 from vqgan import hardware
 from vqgan.config import load_config
 from vqgan.lightning import fit_vqgan
@@ -54,6 +56,55 @@ def test_budget_fixes_the_steps_once_and_a_resume_keeps_them(tmp_path, emoji_sub
     fit_vqgan(load_config(VQGANTrainConfig, CONFIG, overrides + ["trainer.budget_minutes=5"]))
     again = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert again["global_step"] == chosen["max_steps"]
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def fake_trainer():
+    loop = SimpleNamespace(max_steps=-1)
+    return SimpleNamespace(global_step=0, is_global_zero=True, sanity_checking=False,
+                           fit_loop=SimpleNamespace(epoch_loop=loop),
+                           strategy=SimpleNamespace(broadcast=lambda value, src: value))
+
+
+@pytest.mark.parametrize("pass_seconds, lowered", [(0.2, False), (5.0, True)])
+def test_budget_leaves_room_for_the_validation_passes(tmp_path, monkeypatch, pass_seconds, lowered):
+    clock = FakeClock()
+    monkeypatch.setattr(budget_lib.time, "perf_counter", clock)
+    config = TrainerConfig(max_steps=0, budget_minutes=2, val_every=50)  # 120 s
+    budget = budget_lib.StepBudget(config, tmp_path / "budget.json", started=0.0, skip=2, calibrate=4)
+    trainer = fake_trainer()
+    budget.on_train_start(trainer, None)
+    for _ in range(6):  # 0.1 s a batch: 0.92 * 119.4 s -> 1,104 batches
+        clock.now += 0.1
+        trainer.global_step += 1
+        budget.on_train_batch_end(trainer, None, None, None, 0)
+    chosen = budget.max_steps
+    assert chosen == 6 + int(0.92 * (120 - 0.6) / 0.1)
+    for _ in range(44):
+        clock.now += 0.1
+        trainer.global_step += 1
+        budget.on_train_batch_end(trainer, None, None, None, 0)
+    budget.on_validation_start(trainer, None)
+    clock.now += pass_seconds
+    budget.on_validation_end(trainer, None)
+    per_batch = 0.1 + pass_seconds / 50  # a pass every 50 batches
+    if lowered:  # 1,054 batches and their passes would take 211 s of the 110 s left
+        assert budget.max_steps == 50 + int(0.92 * (120 - clock.now) / per_batch) < chosen
+        assert trainer.fit_loop.epoch_loop.max_steps == config.max_steps == budget.max_steps
+        assert json.loads((tmp_path / "budget.json").read_text())["max_steps"] == budget.max_steps
+    else:  # 21 passes of 0.2 s fit in the 8% kept in reserve
+        assert budget.max_steps == chosen
+    clock.now += 0.1  # the next batch is timed from the end of the pass
+    trainer.global_step += 1
+    budget.on_train_batch_end(trainer, None, None, None, 0)
+    assert budget._times[-1] == pytest.approx(0.1)
 
 
 def test_max_steps_needs_a_budget_when_zero():

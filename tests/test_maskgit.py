@@ -52,6 +52,11 @@ def test_loss_counts_masked_positions_only():
     assert loss.item() == pytest.approx(F.cross_entropy(logits[masked], codes[masked]).item(), rel=1e-5)
     everywhere = F.cross_entropy(logits.flatten(0, 1), codes.flatten()).item()
     assert loss.item() != pytest.approx(everywhere, rel=1e-3)
+    # label smoothing: (1 - e) * cross-entropy + e * the mean of -log p over the codes, masked positions only
+    smoothed = model.loss(prefix, codes, label_smoothing=0.1, generator=torch.Generator().manual_seed(5))
+    log_p = logits[masked].log_softmax(-1)
+    expected = 0.9 * F.nll_loss(log_p, codes[masked]) - 0.1 * log_p.mean(-1).mean()
+    assert smoothed.item() == pytest.approx(expected.item(), rel=1e-5) and smoothed.item() != pytest.approx(loss.item())
 
 
 def test_bidirectional_a_later_code_changes_an_earlier_prediction():

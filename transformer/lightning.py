@@ -98,7 +98,7 @@ class GPTModule(pl.LightningModule):
         return self.gpt.condition_tokens(labels)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.gpt.loss(self.prefix(batch, drop=True), batch["codes"])
+        loss = self.gpt.loss(self.prefix(batch, drop=True), batch["codes"], self.gpt.config.label_smoothing)
         check_finite({"cross_entropy": loss}, self.global_step)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/bits_per_token", loss / math.log(2))

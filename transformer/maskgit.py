@@ -40,11 +40,12 @@ class MaskGIT(GPT):
         h = self._run(torch.cat([prefix, tokens], dim=1), 0, None)  # (B, P + T, C), all positions see all
         return self.head(h[:, prefix.shape[1]:])
 
-    def loss(self, prefix: torch.Tensor, codes: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(self, prefix: torch.Tensor, codes: torch.Tensor, label_smoothing: float = 0.0,
+             generator: torch.Generator | None = None) -> torch.Tensor:
         """Cross-entropy (nats per token) on the masked positions only, masks drawn per image."""
         masked = random_mask(codes.shape[0], codes.shape[1], codes.device, generator)  # (B, T)
         logits = self(prefix, codes.masked_fill(masked, self.config.mask_id))
-        return F.cross_entropy(logits[masked].float(), codes[masked])
+        return F.cross_entropy(logits[masked].float(), codes[masked], label_smoothing=label_smoothing)
 
     def new_cache(self, *args, **kwargs):
         raise NotImplementedError("MaskGIT attends in both directions: it decodes without a KV cache")

@@ -45,6 +45,7 @@ class GPTConfig:
     dropout: float = 0.0  # on the residual branches
     attn_dropout: float = 0.0
     cond_drop: float = 0.1  # training: labels replaced by the null class with this probability
+    label_smoothing: float = 0.0  # training loss only (MaskGIT's paper: 0.1); validation is plain cross-entropy
     rope_base: float = 100.0  # grid sides are small: a low base spreads the frequencies over them
     # Image condition (taming's Net2Net): the codes of a second, conditioning tokenizer come first,
     # in their own id range, at 2-D positions scaled onto the image grid. 0: no image condition.
@@ -64,6 +65,7 @@ class GPTConfig:
         require((self.n_embd // self.n_head) % 4 == 0, "model.n_embd",
                 "/ n_head (the head size) must be divisible by 4 for 2-D rotary embeddings")
         require(0 <= self.cond_drop < 1, "model.cond_drop", "must be in [0, 1)")
+        require(0 <= self.label_smoothing < 1, "model.label_smoothing", "must be in [0, 1)")
         require(not self.class_names or len(self.class_names) == self.num_classes, "model.class_names",
                 f"has {len(self.class_names)} names for model.num_classes={self.num_classes}")
         require(self.cond_vocab_size >= 0 and self.cond_grid_size >= 0, "model.cond_vocab_size",
@@ -329,10 +331,10 @@ class GPT(nn.Module):
         h = self._run(tokens, 0, None)
         return self.head(h[:, prefix.shape[1] - 1:])
 
-    def loss(self, prefix: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    def loss(self, prefix: torch.Tensor, codes: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
         """Mean cross-entropy over image tokens only (nats per token)."""
         logits = self(prefix, codes)
-        return F.cross_entropy(logits.float().flatten(0, 1), codes.flatten())
+        return F.cross_entropy(logits.float().flatten(0, 1), codes.flatten(), label_smoothing=label_smoothing)
 
     def new_cache(self, batch: int, device=None, dtype=None) -> KVCache:
         c = self.config

@@ -129,6 +129,13 @@ def test_maskgit_trains_exports_and_samples(tmp_path, emoji_subset, tiny_tokeniz
     assert images.shape == (2, 3, 32, 32)
     out = tmp_path / "grid.png"  # the sampling script loads it without being told its kind
     result = subprocess.run([sys.executable, "scripts/sample.py", "--model", str(export), "--num", "3",
-                             "steps=4", "--out", str(out)], capture_output=True, text=True, timeout=300)
+                             "steps=4", "choice_temperature=9", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(out.with_suffix(".json").read_text())["steps"] == 4
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["steps"] == 4 and record["choice_temperature"] == 9
+    # the knob reaches the sampler: without the annealed noise the kept codes differ
+    options = dict(cfg_scale=2.0, steps=4, generator=torch.Generator().manual_seed(0))
+    noisy = generate_masked(model, torch.tensor([0, 1] * 4), choice_temperature=9.0, **options)
+    options["generator"] = torch.Generator().manual_seed(0)
+    assert not torch.equal(noisy, generate_masked(model, torch.tensor([0, 1] * 4), choice_temperature=0.0, **options))

@@ -76,6 +76,9 @@ def test_evaluation_splits_train_and_val_partition_the_folder(emoji_subset):
     splits = {name: set(evaluation_set(data, name).subset) for name in ("train", "val", "all")}
     assert splits["train"] and splits["val"] and not splits["train"] & splits["val"]
     assert splits["train"] | splits["val"] == splits["all"] and len(splits["all"]) == 72
+    subset = evaluation_set(data, "train", num_real=len(splits["val"])).subset  # as many as val has
+    assert len(subset) == len(splits["val"]) and set(subset) < splits["train"]
+    assert subset == evaluation_set(data, "train", num_real=len(splits["val"])).subset  # fixed draw
 
 
 def test_main_job_pipeline_on_a_tiny_preset(tmp_path, emoji_subset, lpips_weights, fid_weights):

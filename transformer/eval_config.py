@@ -13,6 +13,7 @@ from .sampling_config import SamplingConfig
 @dataclass
 class EvalConfig(SamplingConfig):
     split: str = "val"  # "val" (the runs' held-out split), "train" (the rest: tune sampling there) or "all"
+    num_real: int = 0  # 0: every image of the split; N: N of them drawn with seed 0 (train: as many as val has)
     batch_size: int = 50
     lpips_net: str = "alex"
     lpips_weights: str = ""  # "": $VQGAN_LPIPS_WEIGHTS
@@ -25,4 +26,5 @@ class EvalConfig(SamplingConfig):
         super().__post_init__()
         require(self.split in ("val", "train", "all"), "eval.split", "must be 'val', 'train' or 'all'")
         require(self.lpips_net in ("alex", "vgg"), "eval.lpips_net", "must be 'alex' or 'vgg'")
+        require(self.num_real >= 0, "eval.num_real", "must be >= 0 (0: the whole split)")
         require(self.batch_size > 0 and self.num_samples >= 0, "eval.batch_size", "and eval.num_samples must be positive")

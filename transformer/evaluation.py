@@ -31,10 +31,15 @@ class Evaluation:
     conditions: torch.Tensor | None = None  # (num_samples, 3, H, W): the condition of each sample
 
 
-def evaluation_set(data: DataConfig, split: str) -> ImageFolderDataset:
+def evaluation_set(data: DataConfig, split: str, num_real: int = 0) -> ImageFolderDataset:
+    """The `split` images of `data` ("val", "train" or "all"); `num_real` > 0 keeps that many,
+    drawn with a fixed seed, so that FIDs against splits of different sizes compare."""
     index = scan_images(data.root, data.use_labels)
     train_ids, val_ids = index.split(data.val_fraction, data.split_seed)
     ids = {"val": val_ids, "train": train_ids}.get(split, list(range(len(index.paths))))
+    if 0 < num_real < len(ids):
+        keep = torch.randperm(len(ids), generator=torch.Generator().manual_seed(0))[:num_real]
+        ids = [ids[i] for i in keep.sort().values.tolist()]
     if len(ids) < 2:
         raise ValueError(f"{data.root}: the '{split}' split has {len(ids)} images; FID needs at least 2")
     return ImageFolderDataset(index, ids, data.resolution, train=False)
@@ -54,7 +59,7 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
     An image-conditional `gpt` (with its `condition_tokenizer`) samples one image per
     evaluation image's condition (cycling if num_samples is larger); with silhouette conditions
     the mean IoU between each sample's silhouette and its condition is measured too."""
-    dataset = evaluation_set(data, config.split)
+    dataset = evaluation_set(data, config.split, config.num_real)
     device = tokenizer.device  # every network runs where the tokenizer is
     lpips = LPIPS(PerceptualConfig(net=config.lpips_net, weights=config.lpips_weights)).to(device)
     if fid is None:
@@ -96,7 +101,8 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
             names = gpt.config.class_names or [str(i) for i in range(gpt.config.num_classes)]
             metrics["gfid_samples_per_class"] = {names[c]: int((labels == c).sum()) for c in range(len(names))}
         metrics["sampling"] = {"cfg_scale": options["cfg_scale"], "top_k": options["top_k"], "top_p": config.top_p,
-                               "temperature": config.temperature, "seed": config.seed}
+                               "temperature": config.temperature, "seed": config.seed,
+                               **{k: options[k] for k in ("steps", "choice_temperature") if k in options}}
     return Evaluation(metrics, reals, reconstructions, samples, labels, conditions)
 
 

@@ -38,7 +38,7 @@ def estimate_evaluation_seconds(tokenizer: VQGANConfig, gpt: GPTConfig, data: Da
     inference mode: `fid` is used again by the evaluation, and its states must stay ordinary
     tensors (generate and decode switch off gradients themselves)."""
     batch = config.batch_size
-    num_real = len(evaluation_set(data, config.split))
+    num_real = len(evaluation_set(data, config.split, config.num_real))
     per_feature = 0.0
     if fid is not None:
         images = torch.randint(0, 256, (batch, 3, data.resolution, data.resolution), dtype=torch.uint8)

@@ -37,7 +37,7 @@ def generate_masked(model: MaskGIT, cond: torch.Tensor | int, steps: int = 12, t
     (1 - progress) is added to the log-confidence that decides which codes to keep.
     Each iteration keeps at least one new code, so every position is filled by the last one.
     """
-    check_sampling_args(model, temperature, top_k, top_p, cfg_scale, steps)
+    check_sampling_args(model, temperature, top_k, top_p, cfg_scale, steps, choice_temperature)
     if not isinstance(model, MaskGIT):
         raise TypeError(f"generate_masked needs a MaskGIT model, got {type(model).__name__} (use generate)")
     if schedule not in SCHEDULES:

@@ -28,10 +28,13 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
 
 
 def check_sampling_args(model: GPT, temperature: float, top_k: int | None, top_p: float | None,
-                        cfg_scale: float | None, steps: int | None = None) -> None:
-    """Refuse out-of-range sampling arguments with a message that names them (`steps`: MaskGIT's)."""
+                        cfg_scale: float | None, steps: int | None = None, choice_temperature: float = 0.0) -> None:
+    """Refuse out-of-range sampling arguments with a message that names them (`steps` and
+    `choice_temperature`: MaskGIT's)."""
     if steps is not None and steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if choice_temperature < 0:
+        raise ValueError(f"choice_temperature must be >= 0, got {choice_temperature}")
     vocab = model.config.vocab_size
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")

@@ -16,6 +16,7 @@ class SamplingConfig:
     top_p: float = 1.0  # nucleus threshold in (0, 1]; 1: off
     seed: int = 0
     steps: int = 12  # MaskGIT models: decoding iterations (a GPT always takes one per code)
+    choice_temperature: float = 4.5  # MaskGIT models: Gumbel noise on the confidence that picks the codes kept
 
     section: ClassVar[str] = "sample"  # where the keys live in a config file, for error messages
 
@@ -27,6 +28,7 @@ class SamplingConfig:
         require(0 < self.top_p <= 1, f"{s}top_p", "must be in (0, 1] (1: off)")
         require(0 <= self.seed < 2**63, f"{s}seed", "must be in [0, 2**63)")
         require(self.steps >= 1, f"{s}steps", "must be >= 1")
+        require(self.choice_temperature >= 0, f"{s}choice_temperature", "must be >= 0 (0: by confidence alone)")
 
     def generate_options(self, model) -> dict:
         """The keyword arguments of `generate` / `generate_masked` for a model config (its
@@ -35,4 +37,6 @@ class SamplingConfig:
         options = {"cfg_scale": self.cfg_scale if conditional and self.cfg_scale > 0 else None,
                    "top_k": self.top_k or None, "top_p": self.top_p if self.top_p < 1 else None,
                    "temperature": self.temperature}
-        return {**options, "steps": self.steps} if model.kind == "maskgit" else options
+        if model.kind == "maskgit":
+            options.update(steps=self.steps, choice_temperature=self.choice_temperature)
+        return options

@@ -13,15 +13,15 @@ from torch.optim.lr_scheduler import LambdaLR
 from . import losses
 from .data import ImageDataModule
 from .discriminator import PatchDiscriminator
+from .export import read_config
 from .images import image_grid, paired_rows
 from .io import check_export_target
 from .metrics import image_quality
-from .export import read_config
 from .model import VQGAN, VQGANConfig
-from .run_folder import flatten
-from .schema import ConfigError
 from .optim import adamw, param_groups, warmup_cosine
 from .perceptual import LPIPS
+from .run_folder import flatten
+from .schema import ConfigError
 from .train_config import VQGANTrainConfig
 from .trainer import fit, run_folder
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPT against MaskGIT on the emoji (docs/maskgit.md): both trained over the codes of the
-# shipped tokenizer for the same number of batches (their steps cost the same: one pass over
+# The GPT against MaskGIT on the emoji (docs/maskgit.md): both trained over the codes of one
+# tokenizer (TOK; docs/maskgit.md used runs/pretrained/tokenizer_4000, the first export of
+# scripts/build_pretrained.sh) for the same number of batches (their steps cost the same: one pass over
 # 65 tokens), then evaluated with the main job's protocol (300 class-balanced samples, CFG 2,
 # gFID against the 379 validation images) and timed sampling 300 images.
 set -euo pipefail
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/compare}
 STEPS=${STEPS:-600}
-TOK=data/pretrained/emoji32/tokenizer
+TOK=${TOK:-data/pretrained/emoji32/tokenizer}
 for KIND in gpt maskgit; do
     start=$(date +%s)
     $PY scripts/train_transformer.py --config configs/transformer/emoji32.yaml tokenizer=$TOK run_dir=$OUT/$KIND \

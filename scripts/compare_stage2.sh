@@ -2,8 +2,8 @@
 # The GPT against MaskGIT on the emoji (docs/maskgit.md): both trained over the codes of one
 # tokenizer (TOK; docs/maskgit.md used runs/pretrained/tokenizer_4000, the first export of
 # scripts/build_pretrained.sh) for the same number of batches (their steps cost the same: one
-# pass over 65 tokens), then evaluated with the main job's protocol (300 class-balanced samples, CFG 2,
-# gFID against the 379 validation images) and timed sampling 300 images.
+# pass over 65 tokens), then evaluated with the main job's protocol (300 class-balanced samples,
+# CFG 2, gFID against the 379 validation images) and timed sampling 300 images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

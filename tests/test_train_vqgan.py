@@ -32,7 +32,7 @@ def test_gan_training_steps_update_both_networks(tmp_path, emoji_subset):
     assert ckpt["optimizer_states"][1]["state"], "the discriminator's optimizer never stepped"
     assert (run / "images" / "reconstructions_last.png").is_file()
     assert sorted(yaml.safe_load((run / "config.yaml").read_text())) == sorted(
-        ["run_dir", "resume", "fresh", "export_dir", "init_from", "seed", "model", "loss", "optim", "data", "trainer"])
+        ["run_dir", "resume", "fresh", "export_dir", "init_from", "decoder_only", "seed", "model", "loss", "optim", "data", "trainer"])
     assert (tokenizer / "model.safetensors").is_file()
 
 
@@ -84,6 +84,28 @@ def test_init_from_fine_tunes_an_exported_tokenizer(tmp_path, emoji_subset):
         tmp_path / "x", emoji_subset) + ["model.quantizer.codebook_size=32"]).model)
     with pytest.raises(ConfigError, match="model.quantizer.codebook_size: 64 there, 32 here"):
         init_from_export(other, tmp_path / "first" / "tokenizer")
+
+
+def test_decoder_only_training_keeps_the_codes(tmp_path, emoji_subset):
+    first = load_config(VQGANTrainConfig, CONFIG, tiny_vqgan_overrides(tmp_path / "first", emoji_subset, steps=3))
+    before = VQGAN.from_pretrained(fit_vqgan(first))
+    # a GAN fine-tune of the decoder alone, at a learning rate that visibly moves it
+    second = load_config(VQGANTrainConfig, CONFIG, tiny_vqgan_overrides(tmp_path / "second", emoji_subset, steps=3)
+                         + [f"init_from={tmp_path / 'first' / 'tokenizer'}", "decoder_only=true", "optim.lr=1e-2",
+                            "loss.disc_weight=0.5", "loss.disc_start=1", "loss.discriminator.n_layers=2",
+                            "loss.discriminator.ndf=8"])
+    after = VQGAN.from_pretrained(fit_vqgan(second))
+    code_weights = after.code_weights()
+    assert "quantize.embedding.weight" in code_weights and not any(k.startswith("decoder.") for k in code_weights)
+    for key, value in before.code_weights().items():
+        assert torch.equal(code_weights[key], value), key
+    decoder_before = before.decoder.state_dict()
+    assert any(not torch.equal(v, decoder_before[k]) for k, v in after.decoder.state_dict().items())
+    x = torch.stack([image_transform(32, train=False)(load_rgb(p)) for p in sorted(emoji_subset.rglob("*.png"))[:8]])
+    assert torch.equal(after.encode(x), before.encode(x))
+
+    with pytest.raises(ConfigError, match="decoder_only.*init_from"):
+        load_config(VQGANTrainConfig, CONFIG, ["decoder_only=true"])
 
 
 def test_training_script_help_and_bad_key():

@@ -17,7 +17,7 @@ from .export import read_config
 from .images import image_grid, paired_rows
 from .io import check_export_target
 from .metrics import image_quality
-from .model import VQGAN, VQGANConfig
+from .model import CODE_MODULES, VQGAN, VQGANConfig, VQGANOutput
 from .optim import adamw, param_groups, warmup_cosine
 from .perceptual import LPIPS
 from .run_folder import flatten
@@ -48,6 +48,9 @@ class VQGANModule(pl.LightningModule):
         self.automatic_optimization = False
         self.partial_backward = config.loss.gan  # each backward reaches G or D only (see build_trainer)
         self.model = VQGAN(config.model)
+        if config.decoder_only:
+            for name in CODE_MODULES:
+                getattr(self.model, name).requires_grad_(False)
         if config.trainer.compile:  # in place: parameter names, checkpoints and exports are unchanged
             self.model.encoder.compile()
             self.model.decoder.compile()
@@ -78,6 +81,20 @@ class VQGANModule(pl.LightningModule):
             self.perceptual.to(self.device)
         if self.discriminator is not None:
             rank_zero_info(self.discriminator.check_image_size(self.config.data.resolution))
+
+    def forward_model(self, x: torch.Tensor):
+        """The model's forward; under decoder_only the code-deciding parts run frozen in eval
+        mode (no EMA codebook updates, no dead-code restarts), so the codes never change."""
+        if not self.config.decoder_only:
+            return self.model(x)
+        for name in CODE_MODULES:
+            getattr(self.model, name).eval()
+        quantize = self.model.quantize
+        with torch.no_grad():
+            q = quantize(self.model.encode_latent(x))
+            quantize.usage.update(q.indices)  # eval mode skips the usage window the logs report
+            q.stats["usage"], q.stats["window_perplexity"] = quantize.usage.usage(), quantize.usage.perplexity()
+        return VQGANOutput(self.model.decode_latent(q.z_q), q)
 
     # --- losses ----------------------------------------------------------------------
 
@@ -112,7 +129,7 @@ class VQGANModule(pl.LightningModule):
         # generator: reconstruction + perceptual + codebook (+ adaptively weighted adversarial)
         opt_g = optimizers[0]
         self.toggle_optimizer(opt_g)
-        out = self.model(x)
+        out = self.forward_model(x)
         x_hat = out.reconstruction
         terms = self.reconstruction_terms(x, x_hat)
         nll = self.nll(terms)

@@ -21,6 +21,8 @@ from .schema import require
 
 # Training-time state that a tokenizer export leaves out.
 _NOT_EXPORTED = (".usage.", ".train_state.")
+# The parts that decide an image's codes (the decoder only reads them).
+CODE_MODULES = ("encoder", "quant_conv", "quantize")
 
 
 @dataclass
@@ -180,6 +182,11 @@ class VQGAN(nn.Module):
         """Weights of the tokenizer alone (no training-time statistics)."""
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
                 if not any(s in k for s in _NOT_EXPORTED)}
+
+    def code_weights(self) -> dict[str, torch.Tensor]:
+        """The exported weights that decide the codes (encoder, quant_conv, codebook): two
+        tokenizers with equal code weights give every image the same codes."""
+        return {k: v for k, v in self.export_state_dict().items() if k.split(".")[0] in CODE_MODULES}
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Export to `directory` (config.json + model.safetensors), replacing it atomically."""

@@ -55,6 +55,8 @@ class VQGANTrainConfig:
     export_dir: str = ""  # where the tokenizer is exported; "": <run_dir>/tokenizer
     # fine-tuning, e.g. adding the GAN to a trained tokenizer: optimizers and steps start afresh
     init_from: str = ""  # a tokenizer export (same model settings) whose weights start a new run
+    # the codes stay those of init_from, so a GPT trained on them works with the new decoder
+    decoder_only: bool = False  # train the decoder alone; the encoder and codebook stay init_from's
     seed: int = 0
     model: VQGANConfig = field(default_factory=VQGANConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -63,6 +65,8 @@ class VQGANTrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def __post_init__(self):
+        require(not self.decoder_only or self.init_from, "decoder_only",
+                "needs init_from=<a trained tokenizer export>: it keeps that tokenizer's encoder and codebook")
         require(
             self.data.resolution == self.model.resolution, "data.resolution",
             f"({self.data.resolution}) must equal model.resolution ({self.model.resolution})",

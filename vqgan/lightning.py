@@ -82,7 +82,7 @@ class VQGANModule(pl.LightningModule):
         if self.discriminator is not None:
             rank_zero_info(self.discriminator.check_image_size(self.config.data.resolution))
 
-    def forward_model(self, x: torch.Tensor):
+    def forward_model(self, x: torch.Tensor) -> VQGANOutput:
         """The model's forward; under decoder_only the code-deciding parts run frozen in eval
         mode (no EMA codebook updates, no dead-code restarts), so the codes never change."""
         if not self.config.decoder_only:

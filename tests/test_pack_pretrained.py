@@ -20,11 +20,15 @@ def _tokenizer_with_changed(parameter: str, folder):
     return tokenizer
 
 
+def _pack(out, tokenizer) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), str(SHIPPED), str(out), "--tokenizer", str(tokenizer)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
 def test_pack_swaps_in_a_tokenizer_with_the_same_codes(tmp_path):
     tuned = _tokenizer_with_changed("decoder.conv_out.weight", tmp_path / "tuned")
     out = tmp_path / "packed"
-    result = subprocess.run([sys.executable, str(SCRIPT), str(SHIPPED), str(out), "--tokenizer", str(tmp_path / "tuned")],
-                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    result = _pack(out, tmp_path / "tuned")
     assert result.returncode == 0, result.stderr[-2000:]
     packed = VQGAN.from_pretrained(out / "tokenizer")
     assert packed.decoder.conv_out.weight.dtype == torch.float32  # loads into fp32 from the fp16 file
@@ -36,8 +40,7 @@ def test_pack_swaps_in_a_tokenizer_with_the_same_codes(tmp_path):
 def test_pack_refuses_a_tokenizer_with_other_codes(tmp_path):
     _tokenizer_with_changed("encoder.conv_in.weight", tmp_path / "other")
     out = tmp_path / "packed"
-    result = subprocess.run([sys.executable, str(SCRIPT), str(SHIPPED), str(out), "--tokenizer", str(tmp_path / "other")],
-                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    result = _pack(out, tmp_path / "other")
     assert result.returncode != 0
     assert "other codes" in result.stderr and "encoder.conv_in.weight" in result.stderr
     assert not out.exists()  # nothing written

@@ -93,7 +93,7 @@ class VQGANModule(pl.LightningModule):
         with torch.no_grad():
             q = quantize(self.model.encode_latent(x))
             quantize.usage.update(q.indices)  # eval mode skips the usage window the logs report
-            q.stats["usage"], q.stats["window_perplexity"] = quantize.usage.usage(), quantize.usage.perplexity()
+            q.stats.update(quantize.usage_stats())
         return VQGANOutput(self.model.decode_latent(q.z_q), q)
 
     # --- losses ----------------------------------------------------------------------

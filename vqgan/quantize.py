@@ -141,9 +141,12 @@ class Quantizer(nn.Module):
         out.stats["batch_usage"] = (counts > 0).float().mean()
         if self.training:
             self.usage.update(out.indices)
-        out.stats["usage"] = self.usage.usage()
-        out.stats["window_perplexity"] = self.usage.perplexity()
+        out.stats.update(self.usage_stats())
         return out
+
+    def usage_stats(self) -> dict[str, torch.Tensor]:
+        """Codebook usage and perplexity over the usage window (the last training batches)."""
+        return {"usage": self.usage.usage(), "window_perplexity": self.usage.perplexity()}
 
 
 def squared_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

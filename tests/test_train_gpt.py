@@ -48,11 +48,43 @@ def test_code_cache_is_reused_and_invalidated(tmp_path, emoji_subset, tiny_token
 def test_code_dataset_views_are_deterministic(tmp_path, emoji_subset, tiny_tokenizer):
     tokenizer = VQGAN.from_pretrained(tiny_tokenizer)
     cache = code_cache.load_or_build(tokenizer, tiny_tokenizer, scan_images(emoji_subset), 32, tmp_path / "c")
-    dataset = code_cache.CodeDataset(cache, list(range(20)), random_view=True, seed=0)
+    dataset = code_cache.CodeDataset(cache, list(range(20)), views=[0, 1], seed=0)
     first = [dataset[i]["codes"] for i in range(20)]
     assert all(torch.equal(a, dataset[i]["codes"]) for i, a in enumerate(first))
     views = {int(torch.equal(first[i], cache.codes[i, 1].flatten())) for i in range(20)}
     assert views == {0, 1}  # both the image and its flip are used
+
+
+def test_translate_moves_content_and_extends_the_border():
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 2, 2] = 1.0
+    x[0, 0, :, 0] = 2.0  # the left column, to see the border extend
+    moved = code_cache.translate(x, 1, -2)  # down 1, left 2
+    assert moved[0, 0, 3, 0] == 1.0 and moved.sum() == 1.0  # the left column left the frame
+    right = code_cache.translate(x, 0, 2)
+    assert (right[0, 0, :, :3] == 2.0).all() and right[0, 0, 2, 4] == 1.0  # the border column extends
+    assert code_cache.shift_offsets(1)[0] == (0, 0) and len(set(code_cache.shift_offsets(1))) == 9
+
+
+def test_shifted_code_cache_holds_every_offset(tmp_path, emoji_subset, tiny_tokenizer):
+    tokenizer = VQGAN.from_pretrained(tiny_tokenizer)
+    index = scan_images(emoji_subset, progress=False)
+    plain = code_cache.load_or_build(tokenizer, tiny_tokenizer, index, 32, tmp_path / "c")
+    shifted = code_cache.load_or_build(tokenizer, tiny_tokenizer, index, 32, tmp_path / "c", shift=1)
+    assert shifted.path != plain.path and shifted.codes.shape == (len(index.paths), 18, 8, 8)
+    assert torch.equal(shifted.codes[:, :2], plain.codes)  # views 0 and 1: the image and its flip, as before
+    x = ImageFolderDataset(index, [3], 32, train=False)[0]["image"][None]
+    for k, (dy, dx) in enumerate(code_cache.shift_offsets(1)):
+        moved = code_cache.translate(x, dy, dx)
+        assert torch.equal(shifted.codes[3, 2 * k], tokenizer.encode(moved)[0])
+        assert torch.equal(shifted.codes[3, 2 * k + 1], tokenizer.encode(moved.flip(-1))[0])
+    assert len({tuple(shifted.codes[3, v].flatten().tolist()) for v in range(18)}) > 9  # shifts change the codes
+
+    unflipped = code_cache.CodeDataset(shifted, list(range(20)), code_cache.training_views(18, flip=False))
+    items = [unflipped[(0, i)]["codes"] for i in range(20)]
+    # flip=false draws only unmirrored views, and not always the unshifted one
+    assert all(any(torch.equal(c, shifted.codes[i, v].flatten()) for v in range(0, 18, 2)) for i, c in enumerate(items))
+    assert any(not torch.equal(c, shifted.codes[i, 0].flatten()) for i, c in enumerate(items))
 
 
 def test_gpt_training_end_to_end_then_sample_script(tmp_path, emoji_subset, tiny_tokenizer):

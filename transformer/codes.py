@@ -1,6 +1,6 @@
 """The code cache: a dataset tokenized once by the frozen tokenizer (each image and its
-horizontal flip), stored as safetensors and reused until the tokenizer, the file list
-or the image size changes."""
+horizontal flip, optionally translated by a few pixels too), stored as safetensors and
+reused until the tokenizer, the file list, the image size or the shifts change."""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -37,13 +38,38 @@ def listing_sha256(index: ImageIndex) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
-def cache_key(tokenizer_dir: Path, index: ImageIndex, resolution: int) -> dict[str, str]:
+def cache_key(tokenizer_dir: Path, index: ImageIndex, resolution: int, shift: int = 0) -> dict[str, str]:
     """What the cached codes depend on, each part hashed separately so a rebuild can say why."""
-    return {
+    key = {
         "tokenizer": file_sha256(tokenizer_dir / WEIGHTS_NAME),
         "files": listing_sha256(index),
         "resolution": str(resolution),
     }
+    if shift:  # absent when 0, so caches written before shifts existed stay valid
+        key["shift"] = str(shift)
+    return key
+
+
+def shift_offsets(shift: int) -> list[tuple[int, int]]:
+    """Every (dy, dx) with |dy|, |dx| <= shift, the unshifted (0, 0) first."""
+    steps = range(-shift, shift + 1)
+    return [(0, 0)] + [(dy, dx) for dy in steps for dx in steps if (dy, dx) != (0, 0)]
+
+
+def translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """(B, C, H, W) images moved by (dy, dx) pixels; the border pixels extend into the gap
+    (the background, for images on a plain one)."""
+    if dy == dx == 0:
+        return x
+    s = max(abs(dy), abs(dx))
+    height, width = x.shape[-2:]
+    padded = F.pad(x, (s, s, s, s), mode="replicate")  # (B, C, H + 2s, W + 2s)
+    return padded[..., s - dy:s - dy + height, s - dx:s - dx + width]
+
+
+def training_views(num_views: int, flip: bool) -> list[int]:
+    """The views a training item draws from: all of them, or only the unflipped (even) ones."""
+    return list(range(num_views)) if flip else list(range(0, num_views, 2))
 
 
 @dataclass
@@ -63,33 +89,39 @@ class ConditionSource:
 
 @dataclass
 class CodeCache:
-    codes: torch.Tensor  # (N, 2, h, w) int64: view 0 the image, view 1 its flip
+    # (N, V, h, w) int64, V = 2 x len(shift_offsets): for each offset the image then its
+    # flip, so view 0 is the image as it is and view 1 its flip
+    codes: torch.Tensor
     labels: torch.Tensor  # (N,) int64
     path: Path
-    cond_codes: torch.Tensor | None = None  # (N, 2, hc, wc): the condition of each view, or None
+    cond_codes: torch.Tensor | None = None  # (N, V, hc, wc): the condition of each view, or None
 
 
 @torch.no_grad()
 def encode_dataset(tokenizer: VQGAN, index: ImageIndex, resolution: int, batch_size: int, num_workers: int,
-                   derive: str = "") -> torch.Tensor:
-    """Every image of `index` (center crop, then `derive`d if named) and its mirror image ->
-    codes (N, 2, h, w)."""
+                   derive: str = "", shift: int = 0) -> torch.Tensor:
+    """Every image of `index` (center crop, then `derive`d if named), translated by each of
+    `shift_offsets(shift)`, and the mirror image of each -> codes (N, V, h, w)."""
     dataset = ImageFolderDataset(index, list(range(len(index.paths))), resolution, train=False, derive=derive)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     device = next(tokenizer.parameters()).device
     chunks = []
+    offsets = shift_offsets(shift)
     for batch in tqdm(loader, desc="tokenizing images", unit="batch"):
         x = batch["image"].to(device)
-        views = torch.stack([tokenizer.encode(x), tokenizer.encode(x.flip(-1))], dim=1)  # (B, 2, h, w)
-        chunks.append(views.cpu())
+        moved = [translate(x, dy, dx) for dy, dx in offsets]
+        views = [tokenizer.encode(view) for image in moved for view in (image, image.flip(-1))]
+        chunks.append(torch.stack(views, dim=1).cpu())  # (B, V, h, w)
     return torch.cat(chunks)
 
 
 def load_or_build(tokenizer: VQGAN, tokenizer_dir: Path, index: ImageIndex, resolution: int, cache_dir: Path,
-                  batch_size: int = 64, num_workers: int = 0, condition: ConditionSource | None = None) -> CodeCache:
+                  batch_size: int = 64, num_workers: int = 0, condition: ConditionSource | None = None,
+                  shift: int = 0) -> CodeCache:
     """Reuse `cache_dir/codes-<key>.safetensors` if its key matches, else tokenize and write it.
-    With a `condition`, the condition codes are cached beside the codes, under the same key."""
-    key = cache_key(Path(tokenizer_dir), index, resolution)
+    With a `condition`, the condition codes are cached beside the codes, under the same key
+    (a shifted view's condition is its condition image shifted alike)."""
+    key = cache_key(Path(tokenizer_dir), index, resolution, shift)
     if condition is not None:
         key.update(condition.key())
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -105,13 +137,13 @@ def load_or_build(tokenizer: VQGAN, tokenizer_dir: Path, index: ImageIndex, reso
         previous = json.loads(latest.read_text())
         changed = [part for part in key if previous.get(part) != key[part]]
         print(f"code cache out of date ({', '.join(changed)} changed): tokenizing again")
-    codes = encode_dataset(tokenizer, index, resolution, batch_size, num_workers)
+    codes = encode_dataset(tokenizer, index, resolution, batch_size, num_workers, shift=shift)
     labels = torch.tensor(index.labels, dtype=torch.long)
     tensors = {"codes": codes.to(_storage(tokenizer)), "labels": labels}
     cond = None
     if condition is not None:
         cond = encode_dataset(condition.tokenizer, condition.index, resolution, batch_size, num_workers,
-                              condition.derive)
+                              condition.derive, shift)
         tensors["cond_codes"] = cond.to(_storage(condition.tokenizer))
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=key)
@@ -126,13 +158,13 @@ def _storage(tokenizer: VQGAN) -> torch.dtype:
 
 class CodeDataset(Dataset):
     """Items: codes (h*w,) int64 in raster order, and the label. Keyed by (epoch, position)
-    (from an `EpochSampler`), a training item draws the image or its flip from (seed, epoch,
-    image), so an epoch's choices are the same after a resume."""
+    (from an `EpochSampler`), a training item draws one of `views` from (seed, epoch, image),
+    so an epoch's choices are the same after a resume; without `views`, view 0 (the image)."""
 
-    def __init__(self, cache: CodeCache, subset: list[int], random_view: bool, seed: int = 0):
+    def __init__(self, cache: CodeCache, subset: list[int], views: list[int] | None = None, seed: int = 0):
         self.cache = cache
         self.subset = subset
-        self.random_view = random_view
+        self.views = views or [0]
         self.seed = seed
 
     def __len__(self) -> int:
@@ -141,7 +173,7 @@ class CodeDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         epoch, i = key if isinstance(key, tuple) else (0, key)
         j = self.subset[i]
-        view = item_seed(self.seed, epoch, j) & 1 if self.random_view else 0
+        view = self.views[item_seed(self.seed, epoch, j) % len(self.views)]
         item = {"codes": self.cache.codes[j, view].flatten(), "label": self.cache.labels[j]}
         if self.cache.cond_codes is not None:
             item["cond"] = self.cache.cond_codes[j, view].flatten()

@@ -47,10 +47,11 @@ class CodeDataModule(pl.LightningDataModule):
         index = self.index or scan_images(c.data.root, c.data.use_labels)
         cache_dir = Path(c.codes.cache_dir or Path(c.run_dir) / "codes")
         cache = code_cache.load_or_build(self.tokenizer, Path(c.tokenizer), index, c.data.resolution, cache_dir,
-                                         c.codes.batch_size, c.data.num_workers, self.condition)
+                                         c.codes.batch_size, c.data.num_workers, self.condition, c.codes.shift)
         train_ids, val_ids = index.split(c.data.val_fraction, c.data.split_seed)
-        self.train_set = code_cache.CodeDataset(cache, train_ids, random_view=c.codes.flip, seed=c.seed)
-        self.val_set = code_cache.CodeDataset(cache, val_ids, random_view=False)
+        views = code_cache.training_views(cache.codes.shape[1], c.codes.flip)
+        self.train_set = code_cache.CodeDataset(cache, train_ids, views, seed=c.seed)
+        self.val_set = code_cache.CodeDataset(cache, val_ids)  # the images as they are
         self.train_sampler = EpochSampler(len(self.train_set), c.seed)
 
     def train_dataloader(self) -> DataLoader:

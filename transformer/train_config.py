@@ -17,6 +17,11 @@ class CodeCacheConfig:
     cache_dir: str = ""  # "": <run_dir>/codes
     batch_size: int = 64  # images per tokenizer batch while building the cache
     flip: bool = True  # train on the mirrored view too
+    # more code grids from a small image set: (2 shift + 1)^2 offsets, each with its flip, cached
+    shift: int = 0  # > 0: also train on each image moved by up to this many pixels in x and y
+
+    def __post_init__(self):
+        require(self.shift >= 0, "codes.shift", "must be 0 or more pixels")
 
 
 CONDITION_SOURCES = ("class", "none", "image")

@@ -175,3 +175,41 @@ def test_an_unknown_inception_file_is_refused_before_loading(tmp_path):
     fake.write_bytes(b"not the network")
     with pytest.raises(fid_lib.FIDWeightsError, match="SHA-1"):
         fid_lib.frechet_inception_distance(str(tmp_path))
+
+
+class PooledPixels(torch.nn.Module):
+    """A cheap stand-in for Inception: each channel averaged over 2 x 2 quadrants (12 features)."""
+
+    num_features = 12
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x.float(), 2).flatten(1)
+
+
+def test_fid_floors_draw_balanced_images_of_the_other_split(emoji_subset, tiny_tokenizer):
+    from transformer.fid_floors import balanced_positions, fid_floors
+    from vqgan import VQGAN
+
+    labels = [0] * 10 + [1] * 3 + [2] * 10
+    positions = balanced_positions(labels, 8, 3)
+    assert sorted(labels[k] for k in positions) == [0, 0, 0, 1, 1, 1, 2, 2]  # balanced_labels' counts
+    with pytest.raises(ValueError, match="class 'b'.*has 3"):
+        balanced_positions(labels, 12, 3, class_names=["a", "b", "c"])
+
+    data = DataConfig(root=str(emoji_subset), resolution=32)
+    pool = evaluation_set(data, "train")
+    chosen = balanced_positions([pool.index.labels[j] for j in pool.subset], 12, 3)
+    fid = fid_lib.FID(feature=PooledPixels(), reset_real_features=False)
+    fid.update(to_uint8(torch.stack([pool[k]["image"] for k in chosen])), real=True)  # the floors' own images
+    floors = fid_floors(VQGAN.from_pretrained(tiny_tokenizer), pool, 12, 3, fid)
+    assert floors["fid_floor_images"] == 12
+    assert floors["fid_floor_real"] == pytest.approx(0, abs=1e-2)  # the same images reached the metric
+    assert floors["fid_floor_reconstructed"] > 1.0  # an untrained tokenizer's reconstructions are not those
+
+
+def test_eval_floors_need_a_disjoint_split():
+    from transformer.eval_config import EvalConfig
+
+    with pytest.raises(ValueError, match="eval.floors"):
+        EvalConfig(split="all", floors=True)
+    EvalConfig(split="train", floors=True)

@@ -19,6 +19,9 @@ class EvalConfig(SamplingConfig):
     lpips_weights: str = ""  # "": $VQGAN_LPIPS_WEIGHTS
     fid_weights: str = ""  # "": $VQGAN_FID_WEIGHTS; "torch-fidelity": download; "off": no rFID / gFID
     num_samples: int = 300  # gFID samples, class-balanced
+    # true: also the FID of num_samples real images of the other split, as they are and
+    # reconstructed: the floors gFID can reach with this sample size and this tokenizer
+    floors: bool = False
 
     section: ClassVar[str] = "eval"
 
@@ -27,4 +30,6 @@ class EvalConfig(SamplingConfig):
         require(self.split in ("val", "train", "all"), "eval.split", "must be 'val', 'train' or 'all'")
         require(self.lpips_net in ("alex", "vgg"), "eval.lpips_net", "must be 'alex' or 'vgg'")
         require(self.num_real >= 0, "eval.num_real", "must be >= 0 (0: the whole split)")
+        require(not self.floors or self.split != "all", "eval.floors",
+                "needs images outside the evaluated split: evaluate split 'val' or 'train'")
         require(self.batch_size > 0 and self.num_samples >= 0, "eval.batch_size", "and eval.num_samples must be positive")

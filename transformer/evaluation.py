@@ -15,6 +15,7 @@ from vqgan.metrics import reconstruction_metrics
 from vqgan.model import VQGAN
 from vqgan.perceptual import LPIPS, PerceptualConfig
 
+from .fid_floors import OTHER_SPLIT, fid_floors
 from .metrics import balanced_labels, generation_fid
 from .eval_config import EvalConfig
 from .model import GPT
@@ -58,7 +59,8 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
     already loaded (it holds no real features yet), instead of loading the network again.
     An image-conditional `gpt` (with its `condition_tokenizer`) samples one image per
     evaluation image's condition (cycling if num_samples is larger); with silhouette conditions
-    the mean IoU between each sample's silhouette and its condition is measured too."""
+    the mean IoU between each sample's silhouette and its condition is measured too.
+    `config.floors`: the FID floors of transformer/fid_floors.py too."""
     dataset = evaluation_set(data, config.split, config.num_real)
     device = tokenizer.device  # every network runs where the tokenizer is
     lpips = LPIPS(PerceptualConfig(net=config.lpips_net, weights=config.lpips_weights)).to(device)
@@ -71,6 +73,10 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
     metrics.update(reconstruction_metrics(tokenizer, dataset, lpips, fid, config.batch_size))
     if fid is not None:
         metrics["rfid_counts"] = {"real": len(dataset), "reconstructed": len(dataset)}
+    if config.floors and fid is not None:
+        num_classes = gpt.config.num_classes if gpt is not None else 0
+        pool = evaluation_set(data, OTHER_SPLIT[config.split])
+        metrics.update(fid_floors(tokenizer, pool, config.num_samples, num_classes, fid, config.batch_size))
     reals = torch.stack([dataset[i]["image"] for i in range(min(keep_images, len(dataset)))])
     reconstructions = tokenizer.reconstruct(reals.to(device)).cpu()
 
@@ -109,7 +115,7 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
 def format_table(metrics: dict) -> str:
     """The headline numbers as an aligned two-column table."""
     rows = [(k, metrics[k]) for k in ("psnr", "ssim", "lpips", "rfid", "codebook_usage", "perplexity", "gfid",
-                                      "silhouette_iou")
+                                      "fid_floor_real", "fid_floor_reconstructed", "silhouette_iou")
             if k in metrics]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v:.4g}" for k, v in rows)

@@ -10,10 +10,14 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/compare}
 STEPS=${STEPS:-600}
 TOK=${TOK:-data/pretrained/emoji32/tokenizer}
+# more overrides for both runs; the shifted comparison of docs/maskgit.md:
+# STEPS=3000 EXTRA="codes.shift=2 optim.warmup_steps=200"
+EXTRA=${EXTRA:-}
 for KIND in gpt maskgit; do
     start=$(date +%s)
     $PY scripts/train_transformer.py --config configs/transformer/emoji32.yaml tokenizer=$TOK run_dir=$OUT/$KIND \
-        model.kind=$KIND trainer.max_steps=$STEPS trainer.val_every=$STEPS trainer.image_every=0 trainer.progress_bar=false
+        model.kind=$KIND trainer.max_steps=$STEPS trainer.val_every=$STEPS trainer.image_every=0 trainer.progress_bar=false \
+        $EXTRA
     echo "$KIND training_s $(( $(date +%s) - start ))" | tee -a $OUT/times.txt
     start=$(date +%s)
     $PY scripts/sample.py --model $OUT/$KIND/gpt --num 300 --cfg 2 --seed 0 --batch-size 50 --out $OUT/$KIND-samples300.png

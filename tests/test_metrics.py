@@ -212,4 +212,6 @@ def test_eval_floors_need_a_disjoint_split():
 
     with pytest.raises(ValueError, match="eval.floors"):
         EvalConfig(split="all", floors=True)
+    with pytest.raises(ValueError, match="num_samples >= 2"):
+        EvalConfig(floors=True, num_samples=0)
     EvalConfig(split="train", floors=True)

@@ -32,4 +32,5 @@ class EvalConfig(SamplingConfig):
         require(self.num_real >= 0, "eval.num_real", "must be >= 0 (0: the whole split)")
         require(not self.floors or self.split != "all", "eval.floors",
                 "needs images outside the evaluated split: evaluate split 'val' or 'train'")
+        require(not self.floors or self.num_samples >= 2, "eval.floors", "needs eval.num_samples >= 2")
         require(self.batch_size > 0 and self.num_samples >= 0, "eval.batch_size", "and eval.num_samples must be positive")

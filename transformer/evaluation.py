@@ -9,7 +9,7 @@ import torch
 
 from vqgan import fid as fid_lib
 from vqgan.condition_images import derive, silhouette_iou
-from vqgan.data import DataConfig, ImageFolderDataset, scan_images
+from vqgan.data import DataConfig, ImageFolderDataset, ImageIndex, scan_images
 from vqgan.io import atomic_write_text
 from vqgan.metrics import reconstruction_metrics
 from vqgan.model import VQGAN
@@ -32,10 +32,12 @@ class Evaluation:
     conditions: torch.Tensor | None = None  # (num_samples, 3, H, W): the condition of each sample
 
 
-def evaluation_set(data: DataConfig, split: str, num_real: int = 0) -> ImageFolderDataset:
+def evaluation_set(data: DataConfig, split: str, num_real: int = 0,
+                   index: ImageIndex | None = None) -> ImageFolderDataset:
     """The `split` images of `data` ("val", "train" or "all"); `num_real` > 0 keeps that many,
-    drawn with a fixed seed, so that FIDs against splits of different sizes compare."""
-    index = scan_images(data.root, data.use_labels)
+    drawn with a fixed seed, so that FIDs against splits of different sizes compare. `index`:
+    the folder already scanned (a scan reads every file)."""
+    index = index or scan_images(data.root, data.use_labels)
     train_ids, val_ids = index.split(data.val_fraction, data.split_seed)
     ids = {"val": val_ids, "train": train_ids}.get(split, list(range(len(index.paths))))
     if 0 < num_real < len(ids):
@@ -75,7 +77,7 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
         metrics["rfid_counts"] = {"real": len(dataset), "reconstructed": len(dataset)}
     if config.floors and fid is not None:
         num_classes = gpt.config.num_classes if gpt is not None else 0
-        pool = evaluation_set(data, OTHER_SPLIT[config.split])
+        pool = evaluation_set(data, OTHER_SPLIT[config.split], index=dataset.index)  # no second scan
         metrics.update(fid_floors(tokenizer, pool, config.num_samples, num_classes, fid, config.batch_size))
     reals = torch.stack([dataset[i]["image"] for i in range(min(keep_images, len(dataset)))])
     reconstructions = tokenizer.reconstruct(reals.to(device)).cpu()

@@ -26,7 +26,7 @@ test: install weights
 	REQUIRE_WEIGHTS=1 VQGAN_LPIPS_WEIGHTS=weights/lpips VQGAN_FID_WEIGHTS=weights/fid $(PY) -m pytest -q tests
 
 sample: install
-	$(PY) scripts/sample.py --model data/pretrained/emoji32 --num 90 --cfg 2 --seed 0 --out runs/sample.png
+	$(PY) scripts/sample.py --model data/pretrained/emoji32_f2 --num 90 --cfg 2 --seed 0 --out runs/sample.png
 
 demo: install weights
 	$(PY) scripts/main_job.py --config configs/main/$(PRESET).yaml

@@ -16,9 +16,10 @@ OUT=data/pretrained/$NAME
 case "$NAME" in
 emoji32_f2)
     RUN=runs/pretrained_f2
-    $PY scripts/train_vqgan.py --config configs/vqgan/emoji32_f2.yaml run_dir="$RUN/stage1" export_dir="$RUN/tokenizer"
-    $PY scripts/train_transformer.py --config configs/transformer/emoji32_f2.yaml tokenizer="$RUN/tokenizer" \
-        run_dir="$RUN/stage2" export_dir="$RUN/gpt"
+    $PY scripts/train_vqgan.py --config configs/vqgan/emoji32.yaml --config configs/vqgan/emoji32_f2.yaml \
+        run_dir="$RUN/stage1" export_dir="$RUN/tokenizer"
+    $PY scripts/train_transformer.py --config configs/transformer/emoji32.yaml --config configs/transformer/emoji32_f2.yaml \
+        tokenizer="$RUN/tokenizer" run_dir="$RUN/stage2" export_dir="$RUN/gpt"
     ;;
 emoji32)
     RUN=runs/pretrained  # configs/main/pretrained.yaml names $RUN/tokenizer_4000

@@ -11,13 +11,12 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
 from vqgan.condition_images import paired_index
-from vqgan.data import ImageIndex, scan_images
+from vqgan.data import ImageIndex, scan_images, training_sampler
 from vqgan.images import condition_rows, image_grid
 from vqgan.io import check_export_target
 from vqgan.lightning import check_finite
 from vqgan.model import VQGAN
 from vqgan.optim import adamw, param_groups, warmup_cosine
-from vqgan.resume import EpochSampler
 from vqgan.trainer import fit, run_folder
 
 from . import codes as code_cache
@@ -52,7 +51,7 @@ class CodeDataModule(pl.LightningDataModule):
         views = code_cache.training_views(cache.codes.shape[1], c.codes.flip)
         self.train_set = code_cache.CodeDataset(cache, train_ids, views, seed=c.seed)
         self.val_set = code_cache.CodeDataset(cache, val_ids)  # the images as they are
-        self.train_sampler = EpochSampler(len(self.train_set), c.seed)
+        self.train_sampler = training_sampler(index, train_ids, c.data, c.seed)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.train_sampler, drop_last=True,

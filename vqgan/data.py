@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .schema import require
 from .io import atomic_write_text
-from .resume import EpochSampler, item_seed
+from .resume import EpochSampler, class_balanced_weights, item_seed
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DERIVED = ("silhouette", "grayscale", "lowres")  # condition transforms (vqgan/condition_images.py)
@@ -40,6 +40,7 @@ class DataConfig:
     batch_size: int = 32
     num_workers: int = 2
     flip: bool = True  # random horizontal flip in training
+    balance_classes: bool = False  # training draws every class equally often (small ones repeat within an epoch)
     derive: str = ""  # train on a condition derived from each image: silhouette / grayscale / lowres
 
     def __post_init__(self):
@@ -49,6 +50,7 @@ class DataConfig:
         require(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
         require(self.batch_size > 0, "data.batch_size", "must be positive")
         require(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+        require(self.use_labels or not self.balance_classes, "data.balance_classes", "needs data.use_labels=true")
 
 
 class DatasetError(ValueError):
@@ -212,6 +214,12 @@ class ImageFolderDataset(Dataset):
         return {"image": image, "label": self.index.labels[j], "index": j}
 
 
+def training_sampler(index: ImageIndex, train_ids: list[int], config: DataConfig, seed: int) -> EpochSampler:
+    """The training order over `train_ids`: shuffled, or class-balanced with data.balance_classes."""
+    weights = class_balanced_weights([index.labels[i] for i in train_ids]) if config.balance_classes else None
+    return EpochSampler(len(train_ids), seed, weights=weights)
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Train/validation loaders over one image folder, split by a fixed seed."""
 
@@ -236,7 +244,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.train_set = ImageFolderDataset(self.index, train_ids, c.resolution, train=True, flip=c.flip, seed=self.seed,
                                             derive=c.derive)
         self.val_set = ImageFolderDataset(self.index, val_ids, c.resolution, train=False, derive=c.derive)
-        self.train_sampler = EpochSampler(len(self.train_set), self.seed)
+        self.train_sampler = training_sampler(self.index, train_ids, c, self.seed)
 
     @property
     def class_names(self) -> list[str]:

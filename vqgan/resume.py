@@ -36,12 +36,16 @@ class EpochSampler(Sampler):
     """Yields (epoch, index) keys in an order fixed by (seed, epoch). Under DDP each rank takes
     its own share of that order (padded to equal lengths by repeating its start, as
     DistributedSampler does), so the Trainer must not wrap it (`use_distributed_sampler=False`)
-    and a resume skips exactly the samples this rank has seen."""
+    and a resume skips exactly the samples this rank has seen. With `weights` (one per item), an
+    epoch is `size` draws with replacement in proportion to them (see `class_balanced_weights`)."""
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True):
+    def __init__(self, size: int, seed: int, shuffle: bool = True, weights: torch.Tensor | None = None):
+        if weights is not None and len(weights) != size:
+            raise ValueError(f"{len(weights)} sampling weights for {size} items")
         self.size = size
         self.seed = seed
         self.shuffle = shuffle
+        self.weights = weights
         self.epoch = 0
         self.skip = 0  # samples to leave out once, at the start of the next iteration
 
@@ -49,8 +53,10 @@ class EpochSampler(Sampler):
         self.epoch = epoch
 
     def __iter__(self):
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, -1))
+        generator = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, -1))
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, self.size, replacement=True, generator=generator).tolist()
+        elif self.shuffle:
             order = torch.randperm(self.size, generator=generator).tolist()
         else:
             order = list(range(self.size))
@@ -63,6 +69,13 @@ class EpochSampler(Sampler):
 
     def __len__(self) -> int:
         return math.ceil(self.size / _rank_and_world()[1])
+
+
+def class_balanced_weights(labels: list[int]) -> torch.Tensor:
+    """Per-item sampling weights under which every class is drawn equally often: 1 / class size."""
+    labels = torch.as_tensor(labels)  # (N,)
+    counts = torch.bincount(labels).double()  # (classes,)
+    return 1.0 / counts[labels]  # (N,)
 
 
 class TrainingInterrupted(RuntimeError):

@@ -37,15 +37,19 @@ def fid_weights() -> Path:
     return _weights(FID_WEIGHTS, "inception-2015-12-05.pt", "prepare_fid_weights.py")
 
 
+def copy_emoji(root: Path, counts: dict[str, int]) -> Path:
+    """A class folder under `root` per category of the bundled emoji, with its first `count` images."""
+    for category, count in counts.items():
+        (root / category).mkdir(parents=True)
+        for path in sorted((EMOJI / category).glob("*.png"))[:count]:
+            shutil.copy(path, root / category / path.name)
+    return root
+
+
 @pytest.fixture(scope="session")
 def emoji_subset(tmp_path_factory) -> Path:
     """A copy of 3 emoji categories, 24 images each: quick to scan and train on."""
-    root = tmp_path_factory.mktemp("emoji_subset")
-    for category in ("flags", "food_drink", "smileys_emotion"):
-        (root / category).mkdir()
-        for path in sorted((EMOJI / category).glob("*.png"))[:24]:
-            shutil.copy(path, root / category / path.name)
-    return root
+    return copy_emoji(tmp_path_factory.mktemp("emoji_subset"), {"flags": 24, "food_drink": 24, "smileys_emotion": 24})
 
 
 TINY_MODEL = [

@@ -1,11 +1,10 @@
 """data.balance_classes: every class drawn equally often in training, for both stages."""
-import shutil
 from collections import Counter
 
 import pytest
 import torch
 
-from tests.conftest import EMOJI
+from tests.conftest import copy_emoji
 from tests.test_data import make_folder
 from transformer.lightning import CodeDataModule
 from transformer.train_config import GPTTrainConfig
@@ -72,11 +71,7 @@ def test_image_datamodule_balances_a_skewed_folder(tmp_path):
 
 
 def test_code_datamodule_balances_a_skewed_folder(tmp_path, tiny_tokenizer):
-    root = tmp_path / "skewed"
-    for category, count in (("flags", 36), ("food_drink", 4)):
-        (root / category).mkdir(parents=True)
-        for path in sorted((EMOJI / category).glob("*.png"))[:count]:
-            shutil.copy(path, root / category / path.name)
+    root = copy_emoji(tmp_path / "skewed", {"flags": 36, "food_drink": 4})
     tokenizer = VQGAN.from_pretrained(tiny_tokenizer)
     shares = {}
     for balance in (False, True):

@@ -9,6 +9,7 @@ import time
 import pytorch_lightning as pl
 import torch
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import REPO, tiny_gpt_overrides, tiny_vqgan_overrides
 from vqgan.config import load_config
@@ -92,7 +93,12 @@ def test_stage1_ddp_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_pa
 def test_stage2_ddp_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, emoji_subset, tiny_tokenizer):
     script = [sys.executable, str(REPO / "scripts" / "train_transformer.py"), "--config",
               str(REPO / "configs/transformer/emoji32.yaml")]
-    command = lambda run: script + tiny_gpt_overrides(run, emoji_subset, tiny_tokenizer, steps=6) + DDP  # noqa: E731
+    # validation too: its loss per class is summed over both ranks and logged by rank 0 alone
+    command = lambda run: (script + tiny_gpt_overrides(run, emoji_subset, tiny_tokenizer, steps=6) + DDP  # noqa: E731
+                           + ["trainer.val_every=3"])
     finish(command(tmp_path / "straight"))
     kill_at_first_checkpoint_and_resume(command(tmp_path / "broken"), tmp_path / "broken")
     assert same_weights(tmp_path / "straight" / "gpt", tmp_path / "broken" / "gpt")
+    events = EventAccumulator(str(tmp_path / "straight" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val_by_class/flags")] == [e.step for e in events.Scalars("val/loss")]

@@ -148,3 +148,25 @@ def test_save_load_round_trip(tmp_path):
     labels = torch.tensor([0, 1])
     assert torch.equal(generate(model, labels, generator=torch.Generator().manual_seed(0)),
                        generate(loaded, labels, generator=torch.Generator().manual_seed(0)))
+
+
+def test_loss_by_class_is_each_class_alone_over_batches():
+    """Per-class validation bits, accumulated over two batches of mixed classes, equal the loss
+    of each class's images on their own; a class with no images is NaN, not 0."""
+    from transformer.metrics import LossByClass
+
+    model = tiny_gpt(num_classes=4)
+    labels = torch.tensor([0, 2, 0, 1, 2, 2, 1])
+    codes = torch.randint(0, 32, (7, 16), generator=torch.Generator().manual_seed(3))
+    prefix = model.condition_tokens(labels)
+    metric = LossByClass(4)
+    with torch.no_grad():
+        for batch in (slice(0, 4), slice(4, 7)):
+            losses, counted = model.token_losses(prefix[batch], codes[batch])
+            metric.update(losses, counted, labels[batch])
+        bits = metric.compute()
+        for k in range(3):
+            alone = model.loss(prefix[labels == k], codes[labels == k]) / torch.log(torch.tensor(2.0))
+            assert bits[k].item() == pytest.approx(alone.item(), rel=1e-5)
+    assert len(set(bits[:3].tolist())) == 3  # the classes do differ: the grouping is tested
+    assert torch.isnan(bits[3])

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -215,3 +216,31 @@ def test_eval_floors_need_a_disjoint_split():
     with pytest.raises(ValueError, match="num_samples >= 2"):
         EvalConfig(floors=True, num_samples=0)
     EvalConfig(split="train", floors=True)
+
+
+def test_code_bits_per_class_and_overall(emoji_subset, tiny_tokenizer):
+    """evaluate's bits per code: the GPT's loss on the tokenizer's codes of the split, in bits,
+    and per class the same loss over that class's images alone."""
+    from transformer.metrics import code_bits
+    from transformer.model import GPT, GPTConfig
+    from vqgan import VQGAN
+
+    tokenizer = VQGAN.from_pretrained(tiny_tokenizer).eval()
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=64, grid_size=8, num_classes=3, n_layer=1, n_head=2, n_embd=32,
+                        class_names=["flags", "food_drink", "smileys_emotion"])).eval()
+    torch.nn.init.normal_(gpt.head.weight, std=0.5)  # not the uniform start: classes that differ
+    dataset = evaluation_set(DataConfig(root=str(emoji_subset), resolution=32), "val")
+    measured = code_bits(gpt, tokenizer, dataset, batch_size=3)
+    images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+    labels = torch.tensor([dataset[i]["label"] for i in range(len(dataset))])
+    codes = tokenizer.encode(images).flatten(1)  # (N, 64)
+    with torch.no_grad():
+        bits = lambda keep: (gpt.loss(gpt.condition_tokens(labels[keep]), codes[keep]) / math.log(2)).item()  # noqa: E731
+        assert measured["bits_per_code"] == pytest.approx(bits(labels >= 0), rel=1e-5)
+        for k, name in enumerate(gpt.config.class_names):
+            if (labels == k).any():
+                assert measured["bits_per_code_by_class"][name] == pytest.approx(bits(labels == k), rel=1e-5)
+            else:
+                assert name not in measured["bits_per_code_by_class"]
+    assert len(set(measured["bits_per_code_by_class"].values())) > 1

@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import REPO, tiny_gpt_overrides
 from transformer import GPT
@@ -97,6 +98,16 @@ def test_gpt_training_end_to_end_then_sample_script(tmp_path, emoji_subset, tiny
     assert (run / "images" / "samples_last.png").is_file()
     gpt, tokenizer = load_generator(export)
     assert gpt.config.class_names == ["flags", "food_drink", "smileys_emotion"]
+    # the validation loss per class, weighted by each class's validation images, is the whole loss
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    index = scan_images(emoji_subset, use_labels=True)
+    val_labels = [index.labels[i] for i in index.split(config.data.val_fraction, config.data.split_seed)[1]]
+    counts = {name: val_labels.count(k) for k, name in enumerate(index.class_names)}
+    assert sum(1 for n in counts.values() if n) >= 2
+    by_class = {name: events.Scalars(f"val_by_class/{name}")[-1].value for name, n in counts.items() if n}
+    weighted = sum(counts[name] * bits for name, bits in by_class.items()) / len(val_labels)
+    assert weighted == pytest.approx(events.Scalars("val/bits_per_token")[-1].value, rel=1e-4)
 
     out = tmp_path / "grid.png"
     script = str(REPO / "scripts" / "sample.py")
@@ -185,8 +196,6 @@ def test_a_class_count_that_disagrees_is_refused_before_tokenizing(tmp_path, emo
 def test_run_feedback_step_bar_lr_and_hparams(tmp_path, emoji_subset, tiny_tokenizer, capfd):
     """One progress bar over the run (global step of max_steps), the learning rate in the logs,
     and every setting in TensorBoard's hparams."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     overrides = tiny_gpt_overrides(tmp_path / "run", emoji_subset, tiny_tokenizer, steps=6)
     overrides += ["trainer.progress_bar=true", "trainer.val_every=0", "data.batch_size=4"]
     fit_gpt(load_config(GPTTrainConfig, CONFIG, overrides))

@@ -16,7 +16,7 @@ from vqgan.model import VQGAN
 from vqgan.perceptual import LPIPS, PerceptualConfig
 
 from .fid_floors import OTHER_SPLIT, fid_floors
-from .metrics import balanced_labels, generation_fid
+from .metrics import balanced_labels, code_bits, generation_fid
 from .eval_config import EvalConfig
 from .model import GPT
 from .sampling import sample_images
@@ -62,7 +62,8 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
     An image-conditional `gpt` (with its `condition_tokenizer`) samples one image per
     evaluation image's condition (cycling if num_samples is larger); with silhouette conditions
     the mean IoU between each sample's silhouette and its condition is measured too.
-    `config.floors`: the FID floors of transformer/fid_floors.py too."""
+    `config.floors`: the FID floors of transformer/fid_floors.py too. A class- or unconditional
+    `gpt`'s bits per code on the images' codes are measured too (`code_bits`)."""
     dataset = evaluation_set(data, config.split, config.num_real)
     device = tokenizer.device  # every network runs where the tokenizer is
     lpips = LPIPS(PerceptualConfig(net=config.lpips_net, weights=config.lpips_weights)).to(device)
@@ -82,6 +83,8 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
     reals = torch.stack([dataset[i]["image"] for i in range(min(keep_images, len(dataset)))])
     reconstructions = tokenizer.reconstruct(reals.to(device)).cpu()
 
+    if gpt is not None and not gpt.config.image_conditional:
+        metrics.update(code_bits(gpt, tokenizer, dataset, config.batch_size, config.seed))
     samples = labels = conditions = None
     if gpt is not None and config.num_samples > 0:
         options = config.generate_options(gpt.config)
@@ -117,7 +120,7 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
 def format_table(metrics: dict) -> str:
     """The headline numbers as an aligned two-column table."""
     rows = [(k, metrics[k]) for k in ("psnr", "ssim", "lpips", "rfid", "codebook_usage", "perplexity", "gfid",
-                                      "fid_floor_real", "fid_floor_reconstructed", "silhouette_iou")
+                                      "bits_per_code", "fid_floor_real", "fid_floor_reconstructed", "silhouette_iou")
             if k in metrics]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v:.4g}" for k, v in rows)

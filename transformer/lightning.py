@@ -21,6 +21,7 @@ from vqgan.trainer import fit, run_folder
 
 from . import codes as code_cache
 from .generator import build_model, frozen_tokenizer
+from .metrics import LossByClass
 from .pairing import TokenizerMismatchError, check_pairing, resolve_condition, resolve_model_config
 from .sampling import sample_images
 from .train_config import GPTTrainConfig
@@ -73,6 +74,9 @@ class GPTModule(pl.LightningModule):
         self.__dict__["tokenizer"] = tokenizer
         self.__dict__["condition_tokenizer"] = condition_tokenizer
         self.val_set = val_set  # image conditions for the sample grids come from here
+        c = self.gpt.config
+        # which classes the model fits worst (an imbalanced folder's small ones, typically)
+        self.val_by_class = LossByClass(c.num_classes) if c.num_classes and not c.image_conditional else None
 
     def configure_optimizers(self):
         o, t = self.config.optim, self.config.trainer
@@ -107,14 +111,23 @@ class GPTModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         prefix, codes = self.prefix(batch, drop=False), batch["codes"]
-        if self.gpt.config.kind == "maskgit":  # the same masks at every validation pass
-            masks = torch.Generator(codes.device).manual_seed(batch_idx)
-            loss = self.gpt.loss(prefix, codes, generator=masks)
-        else:
-            loss = self.gpt.loss(prefix, codes)
-        self.log("val/loss", loss, sync_dist=True, batch_size=batch["codes"].shape[0])
-        self.log("val/bits_per_token", loss / math.log(2), prog_bar=True, sync_dist=True,
-                 batch_size=batch["codes"].shape[0])
+        masks = torch.Generator(codes.device).manual_seed(batch_idx)  # MaskGIT's: the same at every pass
+        losses, counted = self.gpt.token_losses(prefix, codes, generator=masks)  # (B, T), (B, T)
+        loss = losses[counted].mean()
+        self.log("val/loss", loss, sync_dist=True, batch_size=codes.shape[0])
+        self.log("val/bits_per_token", loss / math.log(2), prog_bar=True, sync_dist=True, batch_size=codes.shape[0])
+        if self.val_by_class is not None:
+            self.val_by_class.update(losses, counted, batch["label"])
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_by_class is None or self.val_by_class.update_count == 0:
+            return
+        bits = self.val_by_class.compute().tolist()  # summed over every process first
+        self.val_by_class.reset()
+        names = self.gpt.config.class_names or [str(i) for i in range(len(bits))]
+        for name, value in zip(names, bits):
+            if not math.isnan(value):  # a class without validation images
+                self.log(f"val_by_class/{name}", value, rank_zero_only=True)
 
     def log_images(self) -> dict[str, torch.Tensor]:
         """A grid of samples: one row per class (one row if unconditional; with an image

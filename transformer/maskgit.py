@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from .model import GPT
 
@@ -40,12 +39,12 @@ class MaskGIT(GPT):
         h = self._run(torch.cat([prefix, tokens], dim=1), 0, None)  # (B, P + T, C), all positions see all
         return self.head(h[:, prefix.shape[1]:])
 
-    def loss(self, prefix: torch.Tensor, codes: torch.Tensor, label_smoothing: float = 0.0,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-        """Cross-entropy (nats per token) on the masked positions only, masks drawn per image."""
+    def predict_for_loss(self, prefix: torch.Tensor, codes: torch.Tensor,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, T, vocab) with a mask drawn per image, and that mask (B, T): the loss counts
+        the masked positions only."""
         masked = random_mask(codes.shape[0], codes.shape[1], codes.device, generator)  # (B, T)
-        logits = self(prefix, codes.masked_fill(masked, self.config.mask_id))
-        return F.cross_entropy(logits[masked].float(), codes[masked], label_smoothing=label_smoothing)
+        return self(prefix, codes.masked_fill(masked, self.config.mask_id)), masked
 
     def new_cache(self, *args, **kwargs):
         raise NotImplementedError("MaskGIT attends in both directions: it decodes without a KV cache")

@@ -1,7 +1,12 @@
-"""Generation quality of a GPT export: gFID of class-balanced samples against real images."""
+"""Generation quality of a GPT export (gFID of class-balanced samples against real images) and
+its validation loss per class."""
 from __future__ import annotations
 
+import math
+
 import torch
+from torch.utils.data import DataLoader
+from torchmetrics import Metric
 
 from vqgan.images import to_uint8
 
@@ -17,3 +22,43 @@ def generation_fid(fid, images: torch.Tensor, batch_size: int = 50) -> float:
     for start in range(0, images.shape[0], batch_size):
         fid.update(to_uint8(images[start:start + batch_size]).to(fid.device), real=False)
     return fid.compute().item()
+
+
+class LossByClass(Metric):
+    """Bits per counted token, per class: the loss summed over the tokens of each class's images
+    over many batches (and, under DDP, over every process), then divided by their number."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.add_state("nats", torch.zeros(num_classes, dtype=torch.float32), dist_reduce_fx="sum")
+        self.add_state("tokens", torch.zeros(num_classes, dtype=torch.float32), dist_reduce_fx="sum")
+
+    def update(self, losses: torch.Tensor, counted: torch.Tensor, labels: torch.Tensor) -> None:
+        """losses (B, T) nats, counted (B, T) bool, labels (B,) in [0, num_classes)."""
+        self.nats.index_add_(0, labels, (losses * counted).sum(1))
+        self.tokens.index_add_(0, labels, counted.sum(1).float())
+
+    def compute(self) -> torch.Tensor:
+        """(num_classes,) bits per token; NaN for a class none of whose images were seen."""
+        return self.nats / self.tokens / math.log(2)
+
+
+@torch.no_grad()
+def code_bits(gpt, tokenizer, dataset, batch_size: int = 50, seed: int = 0) -> dict:
+    """Bits per code of a class-conditional or unconditional `gpt` on the codes `tokenizer` gives
+    `dataset`'s images (as they are, unflipped): overall, and per class for a class-conditional
+    model. A MaskGIT counts its masked codes, masks drawn from `seed`."""
+    classes = max(gpt.config.num_classes, 1)
+    by_class = LossByClass(classes).to(gpt.head.weight.device)
+    masks = torch.Generator(gpt.head.weight.device).manual_seed(seed)
+    for batch in DataLoader(dataset, batch_size=batch_size):
+        codes = tokenizer.encode(batch["image"].to(tokenizer.device)).flatten(1)  # (B, T)
+        labels = batch["label"].to(codes.device) if gpt.config.num_classes else torch.zeros_like(codes[:, 0])
+        prefix = gpt.condition_tokens(labels) if gpt.config.num_classes else gpt.condition_tokens(None, batch=len(codes))
+        by_class.update(*gpt.token_losses(prefix, codes, generator=masks), labels)
+    overall = (by_class.nats.sum() / by_class.tokens.sum() / math.log(2)).item()
+    if not gpt.config.num_classes:
+        return {"bits_per_code": overall}
+    names = gpt.config.class_names or [str(k) for k in range(classes)]
+    return {"bits_per_code": overall,
+            "bits_per_code_by_class": {n: b for n, b in zip(names, by_class.compute().tolist()) if not math.isnan(b)}}

@@ -331,10 +331,26 @@ class GPT(nn.Module):
         h = self._run(tokens, 0, None)
         return self.head(h[:, prefix.shape[1] - 1:])
 
-    def loss(self, prefix: torch.Tensor, codes: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-        """Mean cross-entropy over image tokens only (nats per token)."""
-        logits = self(prefix, codes)
-        return F.cross_entropy(logits.float().flatten(0, 1), codes.flatten(), label_smoothing=label_smoothing)
+    def predict_for_loss(self, prefix: torch.Tensor, codes: torch.Tensor,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, T, vocab) for `codes` and which positions the loss counts (B, T) bool: all
+        of them here (MaskGIT masks some with `generator` and counts those)."""
+        return self(prefix, codes), torch.ones_like(codes, dtype=torch.bool)
+
+    def token_losses(self, prefix: torch.Tensor, codes: torch.Tensor, label_smoothing: float = 0.0,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of every image token (B, T) in nats, and which of them the loss counts
+        (B, T) bool."""
+        logits, counted = self.predict_for_loss(prefix, codes, generator)  # (B, T, vocab), (B, T)
+        losses = F.cross_entropy(logits.float().transpose(1, 2), codes, reduction="none",
+                                 label_smoothing=label_smoothing)  # (B, T)
+        return losses, counted
+
+    def loss(self, prefix: torch.Tensor, codes: torch.Tensor, label_smoothing: float = 0.0,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean cross-entropy over the counted image tokens (nats per token)."""
+        losses, counted = self.token_losses(prefix, codes, label_smoothing, generator)
+        return losses[counted].mean()
 
     def new_cache(self, batch: int, device=None, dtype=None) -> KVCache:
         c = self.config

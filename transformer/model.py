@@ -342,8 +342,9 @@ class GPT(nn.Module):
         """Cross-entropy of every image token (B, T) in nats, and which of them the loss counts
         (B, T) bool."""
         logits, counted = self.predict_for_loss(prefix, codes, generator)  # (B, T, vocab), (B, T)
-        losses = F.cross_entropy(logits.float().transpose(1, 2), codes, reduction="none",
-                                 label_smoothing=label_smoothing)  # (B, T)
+        # flattened, not (B, vocab, T): the class dimension last and contiguous is the faster layout
+        losses = F.cross_entropy(logits.float().flatten(0, 1), codes.flatten(), reduction="none",
+                                 label_smoothing=label_smoothing).view_as(codes)  # (B, T)
         return losses, counted
 
     def loss(self, prefix: torch.Tensor, codes: torch.Tensor, label_smoothing: float = 0.0,

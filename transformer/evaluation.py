@@ -109,7 +109,7 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
             metrics["gfid"] = generation_fid(fid, samples, config.batch_size)
             metrics["gfid_counts"] = {"real": len(dataset), "generated": samples.shape[0]}
         if labels is not None and conditions is None:
-            names = gpt.config.class_names or [str(i) for i in range(gpt.config.num_classes)]
+            names = gpt.config.class_names_or_numbers
             metrics["gfid_samples_per_class"] = {names[c]: int((labels == c).sum()) for c in range(len(names))}
         metrics["sampling"] = {"cfg_scale": options["cfg_scale"], "top_k": options["top_k"], "top_p": config.top_p,
                                "temperature": config.temperature, "seed": config.seed,

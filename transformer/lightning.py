@@ -124,8 +124,7 @@ class GPTModule(pl.LightningModule):
             return
         bits = self.val_by_class.compute().tolist()  # summed over every process first
         self.val_by_class.reset()
-        names = self.gpt.config.class_names or [str(i) for i in range(len(bits))]
-        for name, value in zip(names, bits):
+        for name, value in zip(self.gpt.config.class_names_or_numbers, bits):
             if not math.isnan(value):  # a class without validation images
                 self.log(f"val_by_class/{name}", value, rank_zero_only=True)
 

@@ -48,17 +48,21 @@ def code_bits(gpt, tokenizer, dataset, batch_size: int = 50, seed: int = 0) -> d
     """Bits per code of a class-conditional or unconditional `gpt` on the codes `tokenizer` gives
     `dataset`'s images (as they are, unflipped): overall, and per class for a class-conditional
     model. A MaskGIT counts its masked codes, masks drawn from `seed`."""
-    classes = max(gpt.config.num_classes, 1)
-    by_class = LossByClass(classes).to(gpt.head.weight.device)
+    conditional = gpt.config.num_classes > 0
+    by_class = LossByClass(max(gpt.config.num_classes, 1)).to(gpt.head.weight.device)  # one "class" if unconditional
     masks = torch.Generator(gpt.head.weight.device).manual_seed(seed)
     for batch in DataLoader(dataset, batch_size=batch_size):
         codes = tokenizer.encode(batch["image"].to(tokenizer.device)).flatten(1)  # (B, T)
-        labels = batch["label"].to(codes.device) if gpt.config.num_classes else torch.zeros_like(codes[:, 0])
-        prefix = gpt.condition_tokens(labels) if gpt.config.num_classes else gpt.condition_tokens(None, batch=len(codes))
+        if conditional:
+            labels = batch["label"].to(codes.device)  # (B,)
+            prefix = gpt.condition_tokens(labels)
+        else:
+            labels = torch.zeros_like(codes[:, 0])
+            prefix = gpt.condition_tokens(None, batch=len(codes))
         by_class.update(*gpt.token_losses(prefix, codes, generator=masks), labels)
-    overall = (by_class.nats.sum() / by_class.tokens.sum() / math.log(2)).item()
-    if not gpt.config.num_classes:
-        return {"bits_per_code": overall}
-    names = gpt.config.class_names or [str(k) for k in range(classes)]
-    return {"bits_per_code": overall,
-            "bits_per_code_by_class": {n: b for n, b in zip(names, by_class.compute().tolist()) if not math.isnan(b)}}
+    metrics = {"bits_per_code": (by_class.nats.sum() / by_class.tokens.sum() / math.log(2)).item()}
+    if conditional:
+        bits = by_class.compute().tolist()
+        metrics["bits_per_code_by_class"] = {
+            name: b for name, b in zip(gpt.config.class_names_or_numbers, bits) if not math.isnan(b)}
+    return metrics

@@ -81,6 +81,11 @@ class GPTConfig:
                 and (self.cond_vocab_size > 0) == (self.cond_grid_size > 0))
 
     @property
+    def class_names_or_numbers(self) -> list[str]:
+        """A name per class for logs and metrics: `class_names`, or "0", "1", ... without them."""
+        return self.class_names or [str(k) for k in range(self.num_classes)]
+
+    @property
     def num_image_tokens(self) -> int:
         return self.grid_size**2
 

@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import REPO, tiny_gpt_overrides
@@ -13,8 +14,9 @@ from transformer import GPT
 from transformer import codes as code_cache
 from transformer.generator import load_generator
 from transformer.pairing import TokenizerMismatchError
-from transformer.lightning import fit_gpt
+from transformer.lightning import GPTModule, fit_gpt
 from transformer.train_config import GPTTrainConfig
+from transformer.weight_average import fit_checkpoint
 from vqgan import VQGAN
 from vqgan.config import load_config
 from vqgan.data import ImageFolderDataset, scan_images
@@ -208,3 +210,53 @@ def test_run_feedback_step_bar_lr_and_hparams(tmp_path, emoji_subset, tiny_token
     events.Reload()
     lrs = [e.value for e in events.Scalars("train/lr")]
     assert len(lrs) >= 2 and lrs[-1] > lrs[0] > 0  # warm-up: the rate rises
+
+
+def test_moving_average_step_and_checkpoint_fitting(tiny_tokenizer):
+    config = load_config(GPTTrainConfig, CONFIG, ["ema_decay=0.75", "model.n_layer=1", "model.n_embd=32",
+                                                  "model.n_head=2", "model.vocab_size=64", "model.grid_size=8",
+                                                  "model.num_classes=3"])
+    module = GPTModule(config, VQGAN.from_pretrained(tiny_tokenizer))
+    assert module.inference_gpt is module.gpt_ema.module
+    assert not any(p.requires_grad for p in module.gpt_ema.parameters())  # never in the optimizer or DDP's buckets
+    step = torch.optim.SGD(module.gpt.parameters(), lr=0.0)
+    module.optimizer_step(0, 0, step)  # the first step copies the weights
+    start = {k: v.clone() for k, v in module.gpt.state_dict().items()}
+    with torch.no_grad():
+        for p in module.gpt.parameters():
+            p.add_(1.0)
+    module.optimizer_step(0, 1, step)
+    averaged = module.gpt_ema.module.state_dict()
+    assert all(torch.allclose(averaged[k], 0.75 * start[k] + 0.25 * (start[k] + 1)) for k, _ in module.gpt.named_parameters())
+
+    # a checkpoint from a run without an average: the average starts from its weights
+    plain = {f"gpt.{k}": v for k, v in start.items()}
+    fit_checkpoint(plain, averaging=True)
+    module.load_state_dict(plain)
+    assert all(torch.equal(module.gpt_ema.module.state_dict()[k], start[k]) for k in start)
+    with pytest.warns(UserWarning, match="ema_decay=0 leaves it out"):  # and the other way round
+        fit_checkpoint(plain, averaging=False)
+    assert not any(k.startswith("gpt_ema.") for k in plain) and len(plain) == len(start)
+
+
+def test_moving_average_is_exported_and_switched_on_and_off_by_resumes(tmp_path, emoji_subset,
+                                                                                  tiny_tokenizer):
+    run = tmp_path / "run"
+
+    def train(steps: int, decay: float):
+        overrides = tiny_gpt_overrides(run, emoji_subset, tiny_tokenizer, steps=steps)
+        fit_gpt(load_config(GPTTrainConfig, CONFIG, overrides + [f"ema_decay={decay}", f"export_dir={run}/gpt{steps}"]))
+        return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+    train(2, 0.0)
+    state = train(4, 0.5)  # resumed with an average: it started from the step-2 weights
+    average = {k[len("gpt_ema.module."):]: v for k, v in state.items() if k.startswith("gpt_ema.module.")}
+    trained = {k[len("gpt."):]: v for k, v in state.items() if k.startswith("gpt.")}
+    assert average.keys() == trained.keys() and int(state["gpt_ema.n_averaged"]) == 3
+    exported = load_file(str(run / "gpt4" / "model.safetensors"))
+    assert all(torch.equal(exported[k], average[k]) for k in exported)  # the export is the average
+    assert any(not torch.equal(average[k], trained[k]) for k in average)
+    state = train(6, 0.0)  # resumed without: the trained weights go on, the average is left out
+    assert not any(k.startswith("gpt_ema.") for k in state)
+    exported = load_file(str(run / "gpt6" / "model.safetensors"))
+    assert all(torch.equal(exported[k], state[f"gpt.{k}"]) for k in exported)

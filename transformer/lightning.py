@@ -25,6 +25,7 @@ from .metrics import LossByClass
 from .pairing import TokenizerMismatchError, check_pairing, resolve_condition, resolve_model_config
 from .sampling import sample_images
 from .train_config import GPTTrainConfig
+from .weight_average import fit_checkpoint, weight_average
 
 
 class CodeDataModule(pl.LightningDataModule):
@@ -68,6 +69,8 @@ class GPTModule(pl.LightningModule):
         super().__init__()
         self.config = config
         self.gpt = build_model(config.model)
+        # copied before compiling: the average's forward must call its own weights
+        self.gpt_ema = weight_average(self.gpt, config.ema_decay) if config.ema_decay > 0 else None
         if config.trainer.compile:  # in place: parameter names, checkpoints and exports are unchanged
             self.gpt.compile()
         # Kept off the module tree: not trained, not in the optimizer, not in checkpoints.
@@ -77,6 +80,20 @@ class GPTModule(pl.LightningModule):
         c = self.gpt.config
         # which classes the model fits worst (an imbalanced folder's small ones, typically)
         self.val_by_class = LossByClass(c.num_classes) if c.num_classes and not c.image_conditional else None
+
+    @property
+    def inference_gpt(self):
+        """The model that validation, the sample grids and the export use: the average if kept."""
+        return self.gpt_ema.module if self.gpt_ema is not None else self.gpt
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # here, not in on_train_batch_end: callbacks (checkpoints) run before that hook
+        if self.gpt_ema is not None:
+            self.gpt_ema.update_parameters(self.gpt)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        fit_checkpoint(checkpoint["state_dict"], averaging=self.gpt_ema is not None)
 
     def configure_optimizers(self):
         o, t = self.config.optim, self.config.trainer
@@ -112,7 +129,7 @@ class GPTModule(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         prefix, codes = self.prefix(batch, drop=False), batch["codes"]
         masks = torch.Generator(codes.device).manual_seed(batch_idx)  # MaskGIT's: the same at every pass
-        losses, counted = self.gpt.token_losses(prefix, codes, generator=masks)  # (B, T), (B, T)
+        losses, counted = self.inference_gpt.token_losses(prefix, codes, generator=masks)  # (B, T), (B, T)
         loss = losses[counted].mean()
         self.log("val/loss", loss, sync_dist=True, batch_size=codes.shape[0])
         self.log("val/bits_per_token", loss / math.log(2), prog_bar=True, sync_dist=True, batch_size=codes.shape[0])
@@ -136,7 +153,7 @@ class GPTModule(pl.LightningModule):
             return {"samples": self.condition_grid(s)}
         labels = torch.arange(c.num_classes).repeat_interleave(s.per_class) if c.num_classes else None
         count = labels.numel() if labels is not None else s.per_class
-        images = sample_images(self.gpt, self.tokenizer.to(self.device), labels, count, batch_size=count,
+        images = sample_images(self.inference_gpt, self.tokenizer.to(self.device), labels, count, batch_size=count,
                                seed=s.seed, **s.generate_options(c))
         return {"samples": image_grid(images, nrow=s.per_class)}
 
@@ -146,7 +163,7 @@ class GPTModule(pl.LightningModule):
         side = self.gpt.config.cond_grid_size
         shown = self.condition_tokenizer.to(self.device).decode(cond.view(rows, side, side).to(self.device)).cpu()
         conditions = cond.repeat_interleave(s.per_class, dim=0)
-        images = sample_images(self.gpt, self.tokenizer.to(self.device), conditions, len(conditions),
+        images = sample_images(self.inference_gpt, self.tokenizer.to(self.device), conditions, len(conditions),
                                batch_size=len(conditions), seed=s.seed, **s.generate_options(self.gpt.config))
         return image_grid(condition_rows(shown, images, s.per_class), nrow=s.per_class + 1)
 
@@ -183,6 +200,6 @@ def fit_gpt(config: GPTTrainConfig) -> Path:
         module = GPTModule(config, tokenizer, condition and condition.tokenizer, datamodule.val_set)
         trainer = fit(module, datamodule, config, run_dir, started=started, ckpt_path=ckpt_path)
         if trainer.is_global_zero:
-            module.gpt.save_pretrained(export, tokenizer_dir=config.tokenizer,
+            module.inference_gpt.save_pretrained(export, tokenizer_dir=config.tokenizer,
                                        condition_tokenizer_dir=cond.tokenizer if condition else None)
     return export

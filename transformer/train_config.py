@@ -75,3 +75,8 @@ class GPTTrainConfig:
     condition: ConditionConfig = field(default_factory=ConditionConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    # transformer/weight_average.py; may change on resume
+    ema_decay: float = 0.0  # > 0: validation, sample grids and export use a moving average of the weights (e.g. 0.999)
+
+    def __post_init__(self):
+        require(0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1) (0: no moving average)")

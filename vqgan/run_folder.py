@@ -25,6 +25,7 @@ MAY_CHANGE_ON_RESUME = (
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.compile",
     "sample.per_class", "sample.cfg_scale", "sample.temperature", "sample.top_k", "sample.top_p", "sample.seed",
     "model.class_names",  # filled in from data.root, which is checked
+    "ema_decay",  # switched on, the average starts from the weights; off, it is left out (weight_average.py)
 )
 FINGERPRINT = "fingerprint.json"
 

@@ -38,6 +38,15 @@ def test_resume_with_changed_state_settings_is_refused_before_writing(tmp_path, 
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
     assert json.loads((run / "fingerprint.json").read_text())["optim.lr"] == 1e-3
 
+    # a run started before a setting existed resumes under its default, and only that
+    recorded = json.loads((run / "fingerprint.json").read_text())
+    assert recorded.pop("loss.lecam_weight") == 0.0
+    (run / "fingerprint.json").write_text(json.dumps(recorded))
+    with pytest.raises(ConfigError, match="loss.lecam_weight: 0.0 -> 0.5"):
+        fit_vqgan(tiny(run, emoji_subset, "optim.lr=1e-3", "loss.lecam_weight=0.5", "trainer.max_steps=3"))
+    fit_vqgan(tiny(run, emoji_subset, "optim.lr=1e-3", "trainer.max_steps=3"))
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+
 
 def test_a_live_run_keeps_its_folder_and_a_dead_ones_lock_is_taken_over(tmp_path, emoji_subset):
     run = tmp_path / "run"

@@ -3,8 +3,9 @@
 # (default emoji32_f2). Each trains with fixed batch counts (the same run on every machine), packs the
 # GPT export in fp16 into data/pretrained/<name>/ (its MODEL_CARD.md is kept), evaluates the packed
 # files as users get them and writes the card's sample grid. Rerunning resumes where it stopped.
-#   emoji32_f2: a 16 x 16 tokenizer (3,000 batches), then its GPT (1,200 batches); about two
-#               hours on 2 CPU cores.
+#   emoji32_f2: a 16 x 16 tokenizer (3,000 batches), then its GPT: 1,200 batches, resumed to 2,400,
+#               then 600 class-balanced batches with a moving average of the weights; about three
+#               and a half hours on 2 CPU cores.
 #   emoji32:    an 8 x 8 tokenizer (4,000 batches), then the main job with configs/main/pretrained.yaml
 #               (that tokenizer 6,000 batches more, then the GPT); about two and a half hours.
 # See each folder's MODEL_CARD.md.
@@ -18,8 +19,18 @@ emoji32_f2)
     RUN=runs/pretrained_f2
     $PY scripts/train_vqgan.py --config configs/vqgan/emoji32.yaml --config configs/vqgan/emoji32_f2.yaml \
         run_dir="$RUN/stage1" export_dir="$RUN/tokenizer"
-    $PY scripts/train_transformer.py --config configs/transformer/emoji32.yaml --config configs/transformer/emoji32_f2.yaml \
-        tokenizer="$RUN/tokenizer" run_dir="$RUN/stage2" export_dir="$RUN/gpt"
+    GPT=(--config configs/transformer/emoji32.yaml --config configs/transformer/emoji32_f2.yaml tokenizer="$RUN/tokenizer")
+    # Each phase is skipped once its export exists: a rerun resumes the phase that stopped.
+    [ -f "$RUN/gpt_1200/config.json" ] || $PY scripts/train_transformer.py "${GPT[@]}" \
+        run_dir="$RUN/stage2" export_dir="$RUN/gpt_1200"
+    [ -f "$RUN/gpt_2400/config.json" ] || $PY scripts/train_transformer.py "${GPT[@]}" \
+        run_dir="$RUN/stage2" export_dir="$RUN/gpt_2400" trainer.max_steps=2400
+    # From batch 2,400 (its last checkpoint) in a run folder of its own: every class drawn equally
+    # often for 600 batches, exported as the moving average of the weights.
+    FROM=()
+    [ -f "$RUN/stage2_balanced/checkpoints/last.ckpt" ] || FROM=(resume="$RUN/stage2/checkpoints/last.ckpt")
+    $PY scripts/train_transformer.py "${GPT[@]}" run_dir="$RUN/stage2_balanced" export_dir="$RUN/gpt" "${FROM[@]}" \
+        codes.cache_dir="$RUN/stage2/codes" data.balance_classes=true ema_decay=0.995 trainer.max_steps=3000
     ;;
 emoji32)
     RUN=runs/pretrained  # configs/main/pretrained.yaml names $RUN/tokenizer_4000

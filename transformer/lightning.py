@@ -201,5 +201,5 @@ def fit_gpt(config: GPTTrainConfig) -> Path:
         trainer = fit(module, datamodule, config, run_dir, started=started, ckpt_path=ckpt_path)
         if trainer.is_global_zero:
             module.inference_gpt.save_pretrained(export, tokenizer_dir=config.tokenizer,
-                                       condition_tokenizer_dir=cond.tokenizer if condition else None)
+                                                 condition_tokenizer_dir=cond.tokenizer if condition else None)
     return export

@@ -42,6 +42,10 @@ class LossByClass(Metric):
         """(num_classes,) bits per token; NaN for a class none of whose images were seen."""
         return self.nats / self.tokens / math.log(2)
 
+    def overall(self) -> float:
+        """Bits per token over every class together (each token weighs the same)."""
+        return (self.nats.sum() / self.tokens.sum() / math.log(2)).item()
+
 
 @torch.no_grad()
 def code_bits(gpt, tokenizer, dataset, batch_size: int = 50, seed: int = 0) -> dict:
@@ -60,7 +64,7 @@ def code_bits(gpt, tokenizer, dataset, batch_size: int = 50, seed: int = 0) -> d
             labels = torch.zeros_like(codes[:, 0])
             prefix = gpt.condition_tokens(None, batch=len(codes))
         by_class.update(*gpt.token_losses(prefix, codes, generator=masks), labels)
-    metrics = {"bits_per_code": (by_class.nats.sum() / by_class.tokens.sum() / math.log(2)).item()}
+    metrics = {"bits_per_code": by_class.overall()}
     if conditional:
         bits = by_class.compute().tolist()
         metrics["bits_per_code_by_class"] = {

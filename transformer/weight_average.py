@@ -18,6 +18,8 @@ AVERAGE_PREFIX = "gpt_ema."  # its average, in a checkpoint's state_dict
 
 
 def ema_step(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged, decay: float) -> None:
+    """One EMA step in place, with the signature of AveragedModel's `multi_avg_fn` (which
+    copies on the first update itself, so `num_averaged` is not needed here)."""
     for average, value in zip(averaged, current):
         average.lerp_(value, 1 - decay)  # decay * average + (1 - decay) * value
 

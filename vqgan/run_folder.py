@@ -51,14 +51,18 @@ def state_settings(config) -> dict:
     return {k: v for k, v in flatten(config).items() if k not in MAY_CHANGE_ON_RESUME}
 
 
+def _as_json(settings: dict) -> dict:
+    """The settings as JSON would give them back (tuples as lists, other values as text)."""
+    return json.loads(json.dumps(settings, default=str))
+
+
 def check_fingerprint(config, run_dir: Path, resuming: bool) -> None:
     """Refuse to resume `run_dir` under settings that differ from those it was started with. A
     setting the recorded run does not name (one added to the schema since) counts as its default."""
     path = run_dir / FINGERPRINT
-    as_json = lambda settings: json.loads(json.dumps(settings, default=str))  # noqa: E731  (as JSON gives it back)
-    current = as_json(state_settings(config))
+    current = _as_json(state_settings(config))
     if resuming and path.is_file():
-        recorded = as_json(state_settings(type(config)())) | json.loads(path.read_text())
+        recorded = _as_json(state_settings(type(config)())) | json.loads(path.read_text())
         changed = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
         if changed:
             shown = ", ".join(f"{k}: {recorded.get(k)!r} -> {current.get(k)!r}" for k in changed[:3])

@@ -162,16 +162,18 @@ def test_every_shipped_transformer_config_loads(path):
 
 
 def test_compiled_training_matches_eager(tmp_path, emoji_subset, tiny_tokenizer):
-    """trainer.compile=true is a fast path: the same weights as the eager run after a few batches."""
+    """trainer.compile=true is a fast path: the same weights, and the same moving average of
+    them, as the eager run after a few batches."""
     weights = {}
     for compiled in (False, True):
         run = tmp_path / f"run_{compiled}"
         overrides = tiny_gpt_overrides(run, emoji_subset, tiny_tokenizer, steps=3) + [
-            f"trainer.compile={str(compiled).lower()}", "trainer.image_every=0", "trainer.val_every=0",
-            "model.dropout=0"]
+            f"trainer.compile={str(compiled).lower()}", "trainer.image_every=0", "trainer.val_every=3",
+            "model.dropout=0", "ema_decay=0.5"]
         fit_gpt(load_config(GPTTrainConfig, CONFIG, overrides))
         weights[compiled] = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert weights[True].keys() == weights[False].keys()
+    assert any(key.startswith("gpt_ema.") for key in weights[True])
     for key, value in weights[False].items():
         torch.testing.assert_close(weights[True][key], value, atol=1e-4, rtol=1e-4, msg=key)
 

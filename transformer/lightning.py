@@ -73,6 +73,8 @@ class GPTModule(pl.LightningModule):
         self.gpt_ema = weight_average(self.gpt, config.ema_decay) if config.ema_decay > 0 else None
         if config.trainer.compile:  # in place: parameter names, checkpoints and exports are unchanged
             self.gpt.compile()
+            if self.gpt_ema is not None:  # validation runs the average
+                self.gpt_ema.module.compile()
         # Kept off the module tree: not trained, not in the optimizer, not in checkpoints.
         self.__dict__["tokenizer"] = tokenizer
         self.__dict__["condition_tokenizer"] = condition_tokenizer

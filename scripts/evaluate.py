@@ -46,7 +46,8 @@ ALIASES = [
     Alias("--fid-weights", "fid_weights", "Inception file or folder, 'torch-fidelity' or 'off' (default: weights/fid)"),
     Alias("--num-samples", "num_samples", "gFID samples (with --model)"),
     Alias("--floors", "floors", "also the FIDs of as many real images of the other split and of their "
-          "reconstructions: how low gFID can go", const="true"),
+          "reconstructions: how low gFID can go; per class, the gFID with that class's samples replaced by "
+          "those reconstructions", const="true"),
     Alias("--cfg", "cfg_scale", "guidance scale for the samples (0: none)"),
     Alias("--top-k", "top_k", "0: off"),
     Alias("--top-p", "top_p", "1: off"),

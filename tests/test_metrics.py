@@ -85,7 +85,7 @@ def test_evaluation_splits_train_and_val_partition_the_folder(emoji_subset):
 def test_main_job_pipeline_on_a_tiny_preset(tmp_path, emoji_subset, lpips_weights, fid_weights):
     config = load_config(MainJobConfig, REPO / "configs" / "main" / "tiny.yaml", [
         f"run_dir={tmp_path / 'job'}", f"eval.lpips_weights={lpips_weights}", f"eval.fid_weights={fid_weights}",
-        "eval.num_samples=9", "eval.batch_size=9", "samples_per_row=1",
+        "eval.num_samples=9", "eval.batch_size=9", "samples_per_row=1", "eval.floors=true",
     ])
     config.vqgan_overrides += [f"data.root={emoji_subset}", "data.val_fraction=0.2", "loss.perceptual.weights=random"]
     metrics = run_main_job(config)
@@ -96,6 +96,9 @@ def test_main_job_pipeline_on_a_tiny_preset(tmp_path, emoji_subset, lpips_weight
     saved = json.loads((job / "metrics.json").read_text())
     assert saved["gfid_counts"] == {"real": 14, "generated": 9} and saved["rfid_counts"]["real"] == 14
     assert sum(saved["gfid_samples_per_class"].values()) == 9
+    assert saved["fid_floor_images"] == 9
+    assert saved["gfid_class_replaced"].keys() == saved["gfid_samples_per_class"].keys()
+    assert all(math.isfinite(value) for value in saved["gfid_class_replaced"].values())
     assert set(metrics["timings"]) == {"stage1_s", "stage2_s", "evaluation_s", "total_s"}
     assert saved["machine"]["cpu_capability"] and saved["stage1_steps"] == 4 and saved["stage1_budget"] == {}
     samples = load_file(str(job / "samples.safetensors"))
@@ -203,9 +206,36 @@ def test_fid_floors_draw_balanced_images_of_the_other_split(emoji_subset, tiny_t
     fid = fid_lib.FID(feature=PooledPixels(), reset_real_features=False)
     fid.update(to_uint8(torch.stack([pool[k]["image"] for k in chosen])), real=True)  # the floors' own images
     floors = fid_floors(VQGAN.from_pretrained(tiny_tokenizer), pool, 12, 3, fid)
-    assert floors["fid_floor_images"] == 12
-    assert floors["fid_floor_real"] == pytest.approx(0, abs=1e-2)  # the same images reached the metric
-    assert floors["fid_floor_reconstructed"] > 1.0  # an untrained tokenizer's reconstructions are not those
+    assert floors.metrics["fid_floor_images"] == 12
+    assert floors.metrics["fid_floor_real"] == pytest.approx(0, abs=1e-2)  # the same images reached the metric
+    assert floors.metrics["fid_floor_reconstructed"] > 1.0  # an untrained tokenizer's reconstructions are not those
+    assert floors.reconstructed_features.shape == (12, PooledPixels.num_features)
+    assert torch.equal(torch.bincount(floors.labels), torch.bincount(balanced_labels(12, 3)))
+
+
+def test_class_costs_replace_one_class_at_a_time():
+    """gfid_class_replaced: a class whose samples are far off costs the most, and replacing it
+    leaves the FID of the floor's images alone; FID from features equals update + compute."""
+    from transformer.fid_floors import Floors, class_costs
+
+    g = torch.Generator().manual_seed(0)
+    fid = fid_lib.FID(feature=PooledPixels(), reset_real_features=False)
+    fid.update(torch.randint(0, 256, (40, 3, 8, 8), generator=g, dtype=torch.uint8), real=True)
+    floor_images = torch.randint(0, 256, (30, 3, 8, 8), generator=g, dtype=torch.uint8)
+    fid.update(floor_images, real=False)
+    assert fid.fid_of_features(fid.features(floor_images)) == pytest.approx(fid.compute().item(), rel=1e-6)
+
+    floor_labels = torch.arange(30) // 10  # sorted by class, as fid_floors' positions often are
+    floors = Floors({}, fid.features(floor_images), floor_labels)
+    labels = balanced_labels(30, 3)  # 0, 1, 2, 0, ...: another order, the same counts
+    samples = torch.empty_like(floors.reconstructed_features)
+    for c in range(3):
+        samples[labels == c] = floors.reconstructed_features[floor_labels == c]
+    samples[labels == 1] += 50.0  # class 1's samples far off
+    costs = class_costs(fid, samples, labels, floors, ["a", "b", "c"])
+    floor_fid = fid.fid_of_features(floors.reconstructed_features)
+    assert costs["b"] == pytest.approx(floor_fid, rel=1e-6)
+    assert min(costs["a"], costs["c"]) > floor_fid + 1000
 
 
 def test_eval_floors_need_a_disjoint_split():

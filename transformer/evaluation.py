@@ -15,8 +15,8 @@ from vqgan.metrics import reconstruction_metrics
 from vqgan.model import VQGAN
 from vqgan.perceptual import LPIPS, PerceptualConfig
 
-from .fid_floors import OTHER_SPLIT, fid_floors
-from .metrics import balanced_labels, code_bits, generation_fid
+from .fid_floors import OTHER_SPLIT, class_costs, fid_floors
+from .metrics import balanced_labels, code_bits, image_features
 from .eval_config import EvalConfig
 from .model import GPT
 from .sampling import sample_images
@@ -62,7 +62,8 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
     An image-conditional `gpt` (with its `condition_tokenizer`) samples one image per
     evaluation image's condition (cycling if num_samples is larger); with silhouette conditions
     the mean IoU between each sample's silhouette and its condition is measured too.
-    `config.floors`: the FID floors of transformer/fid_floors.py too. A class- or unconditional
+    `config.floors`: the FID floors of transformer/fid_floors.py too, and for a class-conditional
+    `gpt` the gFID with each class's samples replaced by real ones (`class_costs`). A class- or unconditional
     `gpt`'s bits per code on the images' codes are measured too (`code_bits`)."""
     dataset = evaluation_set(data, config.split, config.num_real)
     device = tokenizer.device  # every network runs where the tokenizer is
@@ -76,10 +77,12 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
     metrics.update(reconstruction_metrics(tokenizer, dataset, lpips, fid, config.batch_size))
     if fid is not None:
         metrics["rfid_counts"] = {"real": len(dataset), "reconstructed": len(dataset)}
+    floors = None
     if config.floors and fid is not None:
         num_classes = gpt.config.num_classes if gpt is not None else 0
         pool = evaluation_set(data, OTHER_SPLIT[config.split], index=dataset.index)  # no second scan
-        metrics.update(fid_floors(tokenizer, pool, config.num_samples, num_classes, fid, config.batch_size))
+        floors = fid_floors(tokenizer, pool, config.num_samples, num_classes, fid, config.batch_size)
+        metrics.update(floors.metrics)
     reals = torch.stack([dataset[i]["image"] for i in range(min(keep_images, len(dataset)))])
     reconstructions = tokenizer.reconstruct(reals.to(device)).cpu()
 
@@ -105,11 +108,15 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
             # chance level: each condition against another, shuffled (a model that ignored it)
             shuffled = conditions[torch.randperm(len(conditions), generator=torch.Generator().manual_seed(0))]
             metrics["silhouette_iou_shuffled"] = silhouette_iou(shuffled, conditions).mean().item()
+        class_conditional = labels is not None and conditions is None
+        names = gpt.config.class_names_or_numbers
         if fid is not None:
-            metrics["gfid"] = generation_fid(fid, samples, config.batch_size)
+            features = image_features(fid, samples, config.batch_size)  # (N, F)
+            metrics["gfid"] = fid.fid_of_features(features)
             metrics["gfid_counts"] = {"real": len(dataset), "generated": samples.shape[0]}
-        if labels is not None and conditions is None:
-            names = gpt.config.class_names_or_numbers
+            if floors is not None and class_conditional:
+                metrics["gfid_class_replaced"] = class_costs(fid, features, labels, floors, names)
+        if class_conditional:
             metrics["gfid_samples_per_class"] = {names[c]: int((labels == c).sum()) for c in range(len(names))}
         metrics["sampling"] = {"cfg_scale": options["cfg_scale"], "top_k": options["top_k"], "top_p": config.top_p,
                                "temperature": config.temperature, "seed": config.seed,

@@ -3,8 +3,11 @@ other split as there are samples (same class counts), as they are and through th
 
 The first is the floor of the sample size (a perfect generator scores about this); the second
 the floor of the tokenizer (a generator that got every code right scores about this). A gFID
-close to the second asks for a better tokenizer, one far above it for a better stage 2."""
+close to the second asks for a better tokenizer, one far above it for a better stage 2; and
+`class_costs` says which classes' samples make up that distance."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -12,7 +15,7 @@ from vqgan import fid as fid_lib
 from vqgan.data import ImageFolderDataset
 from vqgan.model import VQGAN
 
-from .metrics import balanced_labels, generation_fid
+from .metrics import balanced_labels, generation_fid, image_features
 
 OTHER_SPLIT = {"val": "train", "train": "val"}
 
@@ -37,9 +40,19 @@ def balanced_positions(labels: list[int], num: int, num_classes: int, seed: int 
     return sorted(picked)
 
 
+@dataclass
+class Floors:
+    """The floors (`metrics`), and the features (N, F) and classes (N,) of the reconstructed
+    real images, which `class_costs` puts in place of a class's samples."""
+
+    metrics: dict
+    reconstructed_features: torch.Tensor
+    labels: torch.Tensor
+
+
 @torch.no_grad()
 def fid_floors(tokenizer: VQGAN, pool: ImageFolderDataset, num: int, num_classes: int, fid: fid_lib.FID,
-               batch_size: int = 50) -> dict:
+               batch_size: int = 50) -> Floors:
     """The two floors for `num` samples drawn from `pool` (images none of which is among the
     evaluated ones, whose real features `fid` already holds)."""
     labels = [pool.index.labels[j] for j in pool.subset] if num_classes else [0] * len(pool)
@@ -47,6 +60,21 @@ def fid_floors(tokenizer: VQGAN, pool: ImageFolderDataset, num: int, num_classes
     images = torch.stack([pool[k]["image"] for k in positions])  # (num, 3, H, W) in [-1, 1]
     device = tokenizer.device
     reconstructed = torch.cat([tokenizer.reconstruct(chunk.to(device)).cpu() for chunk in images.split(batch_size)])
-    return {"fid_floor_real": generation_fid(fid, images, batch_size),
-            "fid_floor_reconstructed": generation_fid(fid, reconstructed, batch_size),
-            "fid_floor_images": len(positions)}
+    features = image_features(fid, reconstructed, batch_size)  # (num, F)
+    metrics = {"fid_floor_real": generation_fid(fid, images, batch_size),
+               "fid_floor_reconstructed": fid.fid_of_features(features),
+               "fid_floor_images": len(positions)}
+    return Floors(metrics, features, torch.tensor([labels[k] for k in positions]))
+
+
+def class_costs(fid: fid_lib.FID, sample_features: torch.Tensor, sample_labels: torch.Tensor, floors: Floors,
+                class_names: list[str]) -> dict[str, float]:
+    """Per class, the gFID with that class's samples (features (N, F), labels (N,)) replaced by
+    the floor's reconstructed real images of the class: the gFID minus this is what the class's
+    samples cost. Samples and floor images come in the same class counts (`balanced_labels`)."""
+    costs = {}
+    for c, name in enumerate(class_names):
+        mixed = sample_features.clone()
+        mixed[sample_labels == c] = floors.reconstructed_features[floors.labels == c].to(mixed.device)
+        costs[name] = fid.fid_of_features(mixed)
+    return costs

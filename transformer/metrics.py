@@ -16,12 +16,14 @@ def balanced_labels(num_samples: int, num_classes: int) -> torch.Tensor:
     return torch.arange(num_samples) % num_classes if num_classes else torch.zeros(0, dtype=torch.long)
 
 
+def image_features(fid, images: torch.Tensor, batch_size: int = 50) -> torch.Tensor:
+    """`fid`'s features (N, F) of `images` (N, 3, H, W) on the [-1, 1] scale, in batches."""
+    return torch.cat([fid.features(to_uint8(chunk).to(fid.device)) for chunk in images.split(batch_size)])
+
+
 def generation_fid(fid, images: torch.Tensor, batch_size: int = 50) -> float:
     """FID of `images` against the real features already in `fid` (which keeps them)."""
-    fid.reset()
-    for start in range(0, images.shape[0], batch_size):
-        fid.update(to_uint8(images[start:start + batch_size]).to(fid.device), real=False)
-    return fid.compute().item()
+    return fid.fid_of_features(image_features(fid, images, batch_size))
 
 
 class LossByClass(Metric):

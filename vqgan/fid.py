@@ -87,7 +87,24 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
 
 
 class FID(FrechetInceptionDistance):
-    """torchmetrics' FID (its feature sums and covariances) with a faster `compute`."""
+    """torchmetrics' FID (its feature sums and covariances) with a faster `compute`, and the
+    FID of generated images given their features, so that one set of features serves several
+    comparisons (transformer/fid_floors.py's per-class costs)."""
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (N, 3, H, W) -> (N, F) float64 features, as `update` computes them."""
+        features = self.inception(images).double()
+        return features.unsqueeze(0) if features.dim() == 1 else features
+
+    def fid_of_features(self, features: torch.Tensor) -> float:
+        """FID of generated images given their features (N, F), against the real features
+        held (the generated ones held before are dropped)."""
+        self.reset()  # keeps the real features (reset_real_features=False)
+        self.fake_features_sum += features.sum(dim=0)
+        self.fake_features_cov_sum += features.T @ features
+        self.fake_features_num_samples += features.shape[0]
+        return self.compute().item()
 
     def compute(self) -> torch.Tensor:
         if self.real_features_num_samples < 2 or self.fake_features_num_samples < 2:

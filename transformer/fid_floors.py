@@ -72,9 +72,12 @@ def class_costs(fid: fid_lib.FID, sample_features: torch.Tensor, sample_labels: 
     """Per class, the gFID with that class's samples (features (N, F), labels (N,)) replaced by
     the floor's reconstructed real images of the class: the gFID minus this is what the class's
     samples cost. Samples and floor images come in the same class counts (`balanced_labels`)."""
+    device = sample_features.device
+    sample_labels, floor_labels = sample_labels.to(device), floors.labels.to(device)
+    stand_ins = floors.reconstructed_features.to(device)
     costs = {}
     for c, name in enumerate(class_names):
         mixed = sample_features.clone()
-        mixed[sample_labels == c] = floors.reconstructed_features[floors.labels == c].to(mixed.device)
+        mixed[sample_labels == c] = stand_ins[floor_labels == c]
         costs[name] = fid.fid_of_features(mixed)
     return costs

@@ -236,6 +236,8 @@ def test_class_costs_replace_one_class_at_a_time():
     floor_fid = fid.fid_of_features(floors.reconstructed_features)
     assert costs["b"] == pytest.approx(floor_fid, rel=1e-6)
     assert min(costs["a"], costs["c"]) > floor_fid + 1000
+    from transformer.evaluation import format_table
+    assert f"gfid with real b  {costs['b']:.4g}" in format_table({"gfid": 1.0, "gfid_class_replaced": costs})
 
 
 def test_eval_floors_need_a_disjoint_split():

@@ -125,10 +125,11 @@ def evaluate(tokenizer: VQGAN, data: DataConfig, config: EvalConfig, gpt: GPT | 
 
 
 def format_table(metrics: dict) -> str:
-    """The headline numbers as an aligned two-column table."""
+    """The headline numbers as an aligned two-column table (with the floors' per-class gFIDs)."""
     rows = [(k, metrics[k]) for k in ("psnr", "ssim", "lpips", "rfid", "codebook_usage", "perplexity", "gfid",
                                       "bits_per_code", "fid_floor_real", "fid_floor_reconstructed", "silhouette_iou")
             if k in metrics]
+    rows += [(f"gfid with real {name}", value) for name, value in metrics.get("gfid_class_replaced", {}).items()]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v:.4g}" for k, v in rows)
 

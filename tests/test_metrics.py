@@ -223,7 +223,8 @@ def test_class_costs_replace_one_class_at_a_time():
     fid.update(torch.randint(0, 256, (40, 3, 8, 8), generator=g, dtype=torch.uint8), real=True)
     floor_images = torch.randint(0, 256, (30, 3, 8, 8), generator=g, dtype=torch.uint8)
     fid.update(floor_images, real=False)
-    assert fid.fid_of_features(fid.features(floor_images)) == pytest.approx(fid.compute().item(), rel=1e-6)
+    updated = fid.compute().item()
+    assert fid.fid_of_features(fid.features(floor_images)) == pytest.approx(updated, rel=1e-6)
 
     floor_labels = torch.arange(30) // 10  # sorted by class, as fid_floors' positions often are
     floors = Floors({}, fid.features(floor_images), floor_labels)

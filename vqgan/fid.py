@@ -104,9 +104,13 @@ class FID(FrechetInceptionDistance):
         self.fake_features_sum += features.sum(dim=0)
         self.fake_features_cov_sum += features.T @ features
         self.fake_features_num_samples += features.shape[0]
-        return self.compute().item()
+        return self.distance().item()  # not compute(): torchmetrics warns when no update() came first
 
     def compute(self) -> torch.Tensor:
+        return self.distance()
+
+    def distance(self) -> torch.Tensor:
+        """The FID between the real and the generated features held."""
         if self.real_features_num_samples < 2 or self.fake_features_num_samples < 2:
             raise RuntimeError("FID needs at least 2 real and 2 generated images")
         stats = []

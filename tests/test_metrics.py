@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import EMOJI, REPO
-from transformer.evaluation import evaluation_set
+from transformer.evaluation import evaluation_set, format_table
 from transformer.main_job import MainJobConfig, run_main_job
 from transformer.metrics import balanced_labels
 from vqgan import fid as fid_lib
@@ -237,7 +237,6 @@ def test_class_costs_replace_one_class_at_a_time():
     floor_fid = fid.fid_of_features(floors.reconstructed_features)
     assert costs["b"] == pytest.approx(floor_fid, rel=1e-6)
     assert min(costs["a"], costs["c"]) > floor_fid + 1000
-    from transformer.evaluation import format_table
     assert f"gfid with real b  {costs['b']:.4g}" in format_table({"gfid": 1.0, "gfid_class_replaced": costs})
 
 

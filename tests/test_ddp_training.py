@@ -103,3 +103,28 @@ def test_stage2_ddp_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_pa
     events = EventAccumulator(str(tmp_path / "straight" / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Scalars("val_by_class/flags")] == [e.step for e in events.Scalars("val/loss")]
+
+
+def test_a_signal_to_rank0_alone_stops_both_ranks_after_the_same_batch(tmp_path, emoji_subset, tiny_tokenizer):
+    """A signal that reaches one rank only (here the launching process, rank 0) must not leave the
+    other training on: rank 0 writing the checkpoint while rank 1 trains would hang both."""
+    run = tmp_path / "run"
+    command = ([sys.executable, str(REPO / "scripts" / "train_transformer.py"), "--config",
+                str(REPO / "configs/transformer/emoji32.yaml")]
+               + tiny_gpt_overrides(run, emoji_subset, tiny_tokenizer, steps=100000)
+               + ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "data.num_workers=0",
+                  "trainer.checkpoint_every=5", "trainer.image_every=0", "trainer.val_every=0"])
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    last = run / "checkpoints" / "last.ckpt"
+    try:
+        while not last.exists() and proc.poll() is None:  # both ranks are training
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # rank 1 too, whatever happened
+    step = torch.load(last, weights_only=True)["global_step"]
+    assert proc.returncode != 0 and step >= 5, err[-3000:]
+    for rank_message in ("SIGTERM received", "a signal to another rank received"):  # rank 0's, rank 1's
+        assert f"{rank_message}: stopped after training batch {step}," in err, err[-3000:]

@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import REPO, tiny_gpt_overrides, tiny_vqgan_overrides
 
@@ -84,7 +85,8 @@ def test_vqgan_resume_after_sigkill_matches(tmp_path, emoji_subset):
 def test_signal_writes_a_checkpoint_and_stops_cleanly(tmp_path, emoji_subset, tiny_tokenizer, signum):
     run_dir = tmp_path / "run"
     cmd = GPT_SCRIPT + tiny_gpt_overrides(run_dir, emoji_subset, tiny_tokenizer, 100000) + [
-        "trainer.checkpoint_every=1000000", "trainer.image_every=0", "trainer.val_every=0"]
+        # validation is on but never due: a stop must not run one (Lightning validates when a run ends early)
+        "trainer.checkpoint_every=1000000", "trainer.image_every=0", "trainer.val_every=1000000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tensorboard = run_dir / "tensorboard"
     while not any(tensorboard.glob("events.*")) and proc.poll() is None:
@@ -96,3 +98,6 @@ def test_signal_writes_a_checkpoint_and_stops_cleanly(tmp_path, emoji_subset, ti
     step = checkpoint_step(run_dir / "checkpoints" / "last.ckpt")
     assert step > 0
     assert not (run_dir / "gpt").exists()  # an interrupted run is not exported
+    events = EventAccumulator(str(tensorboard))
+    events.Reload()
+    assert not [tag for tag in events.Tags()["scalars"] if tag.startswith("val")]

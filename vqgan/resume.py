@@ -6,7 +6,8 @@ continue exactly as an uninterrupted one, this adds:
   resume the samples already seen are skipped. It yields (epoch, index) keys so datasets can
   seed their random augmentation from them, independently of worker processes.
 - `ResumeState`: a callback that checkpoints the global RNG states and the position in the
-  epoch, and turns SIGTERM / SIGINT into a checkpoint at the next batch boundary and a stop.
+  epoch, and turns SIGTERM / SIGINT into a checkpoint at the next batch boundary and a stop
+  (`TrainingInterrupted`), on every rank after the same batch.
 """
 from __future__ import annotations
 
@@ -124,9 +125,12 @@ class ResumeState(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.position += 1
-        if self.signal_received is not None and not trainer.should_stop:
+        # Every rank stops after the same batch, whichever of them the signal reached
+        # (one scalar all-reduce per batch under DDP; nothing on one device).
+        if trainer.strategy.reduce_boolean_decision(self.signal_received is not None, all=False):
             trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
-            trainer.should_stop = True
+            # Raised now rather than `trainer.should_stop`, on which Lightning first runs a validation.
+            raise self.interruption(trainer.global_step)
 
     # --- signals -------------------------------------------------------------------------
 
@@ -140,8 +144,12 @@ class ResumeState(pl.Callback):
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, request_stop)  # Lightning restores the previous handlers at teardown
 
+    def interruption(self, step: int) -> TrainingInterrupted:
+        name = "a signal to another rank" if self.signal_received is None else signal.Signals(self.signal_received).name
+        return TrainingInterrupted(f"{name} received: stopped after training batch {step}, checkpoint "
+                                   f"{self.checkpoint_path}; run the same command again to resume")
+
     def raise_if_interrupted(self, step: int) -> None:
+        """For a signal that came after the last training batch (once the final checkpoint is written)."""
         if self.signal_received is not None:
-            name = signal.Signals(self.signal_received).name
-            raise TrainingInterrupted(f"{name} received: stopped after training batch {step}, checkpoint "
-                                      f"{self.checkpoint_path}; run the same command again to resume")
+            raise self.interruption(step)

@@ -172,7 +172,7 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, config, 
     """Train `module` under `config.trainer`: image grids, checkpoints every
     `checkpoint_every` batches and at the end, exact resume from `<run_dir>/checkpoints/last.ckpt`
     (or `config.resume`), and a clean stop with a checkpoint on SIGTERM / SIGINT
-    (raised afterwards as `TrainingInterrupted`). Saves the merged config and its fingerprint
+    (raised as `TrainingInterrupted`). Saves the merged config and its fingerprint
     beside the outputs. Call it inside `run_folder`, which gives `ckpt_path`.
     With `trainer.max_steps=0` the number of batches comes from `trainer.budget_minutes`,
     counted from `started` (a `time.perf_counter()` value; default: now)."""
@@ -195,6 +195,6 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, config, 
     trainer.logger.log_hyperparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
                                     for k, v in flatten(config).items()})
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    resume_state.raise_if_interrupted(trainer.global_step)
     trainer.save_checkpoint(last, weights_only=False)
+    resume_state.raise_if_interrupted(trainer.global_step)
     return trainer

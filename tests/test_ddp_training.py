@@ -1,5 +1,6 @@
 """Both stages under Lightning DDP with 2 CPU processes (gloo): the ranks stay identical, and a
-run killed in the middle of an epoch resumes to the weights of one never interrupted."""
+run killed in the middle of an epoch resumes to the weights of one never interrupted, and a
+signal to one rank stops them all after the same batch."""
 import os
 import signal
 import subprocess

@@ -86,18 +86,18 @@ def test_signal_writes_a_checkpoint_and_stops_cleanly(tmp_path, emoji_subset, ti
     run_dir = tmp_path / "run"
     cmd = GPT_SCRIPT + tiny_gpt_overrides(run_dir, emoji_subset, tiny_tokenizer, 100000) + [
         # validation is on but never due: a stop must not run one (Lightning validates when a run ends early)
-        "trainer.checkpoint_every=1000000", "trainer.image_every=0", "trainer.val_every=1000000"]
+        "trainer.checkpoint_every=5", "trainer.image_every=0", "trainer.val_every=1000000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    tensorboard = run_dir / "tensorboard"
-    while not any(tensorboard.glob("events.*")) and proc.poll() is None:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    while not last.exists() and proc.poll() is None:  # training, the signal handlers installed
         time.sleep(0.05)
-    time.sleep(2.0)  # let it train a while
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and f"{signal.Signals(signum).name} received" in err and "resume" in err
-    step = checkpoint_step(run_dir / "checkpoints" / "last.ckpt")
-    assert step > 0
+    step = checkpoint_step(last)
+    assert step > 5, "the checkpoint is batch 5's, not the stop's"
+    assert proc.returncode != 0 and f"{signal.Signals(signum).name} received: stopped after training batch {step}," in err
+    assert "resume" in err
     assert not (run_dir / "gpt").exists()  # an interrupted run is not exported
-    events = EventAccumulator(str(tensorboard))
+    events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     assert not [tag for tag in events.Tags()["scalars"] if tag.startswith("val")]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,10 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 EMOJI = REPO / "data" / "emoji"
+# the training commands on the emoji configs, for tests that run them as a user would
+VQGAN_SCRIPT = [sys.executable, str(REPO / "scripts" / "train_vqgan.py"), "--config", str(REPO / "configs/vqgan/emoji32.yaml")]
+GPT_SCRIPT = [sys.executable, str(REPO / "scripts" / "train_transformer.py"), "--config",
+              str(REPO / "configs/transformer/emoji32.yaml")]
 LPIPS_WEIGHTS = Path(os.environ.get("VQGAN_LPIPS_WEIGHTS", REPO / "weights" / "lpips"))
 FID_WEIGHTS = Path(os.environ.get("VQGAN_FID_WEIGHTS", REPO / "weights" / "fid"))
 

@@ -4,7 +4,6 @@ signal to one rank stops them all after the same batch."""
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytorch_lightning as pl
@@ -12,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import REPO, tiny_gpt_overrides, tiny_vqgan_overrides
+from tests.conftest import GPT_SCRIPT, REPO, VQGAN_SCRIPT, tiny_gpt_overrides, tiny_vqgan_overrides
 from vqgan.config import load_config
 from vqgan.lightning import fit_vqgan
 from vqgan.train_config import VQGANTrainConfig
@@ -82,21 +81,18 @@ def same_weights(a, b) -> bool:
 
 def test_stage1_ddp_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, emoji_subset):
     """Two gloo ranks, the GAN started before the kill at batch 3 of a 4-batch epoch per rank."""
-    script = [sys.executable, str(REPO / "scripts" / "train_vqgan.py"), "--config", str(REPO / "configs/vqgan/emoji32.yaml")]
     gan = ["loss.disc_weight=0.5", "loss.disc_start=1", "loss.discriminator.n_layers=2", "loss.discriminator.ndf=8",
            "loss.discriminator.norm=group"]
-    command = lambda run: script + tiny_vqgan_overrides(run, emoji_subset, steps=6) + DDP + gan  # noqa: E731
+    command = lambda run: VQGAN_SCRIPT + tiny_vqgan_overrides(run, emoji_subset, steps=6) + DDP + gan  # noqa: E731
     finish(command(tmp_path / "straight"))
     kill_at_first_checkpoint_and_resume(command(tmp_path / "broken"), tmp_path / "broken")
     assert same_weights(tmp_path / "straight" / "tokenizer", tmp_path / "broken" / "tokenizer")
 
 
 def test_stage2_ddp_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, emoji_subset, tiny_tokenizer):
-    script = [sys.executable, str(REPO / "scripts" / "train_transformer.py"), "--config",
-              str(REPO / "configs/transformer/emoji32.yaml")]
     # validation too: its loss per class is summed over both ranks and logged by rank 0 alone;
     # the export is the moving average of the weights, kept on each rank
-    command = lambda run: (script + tiny_gpt_overrides(run, emoji_subset, tiny_tokenizer, steps=6) + DDP  # noqa: E731
+    command = lambda run: (GPT_SCRIPT + tiny_gpt_overrides(run, emoji_subset, tiny_tokenizer, steps=6) + DDP  # noqa: E731
                            + ["trainer.val_every=3", "ema_decay=0.9"])
     finish(command(tmp_path / "straight"))
     kill_at_first_checkpoint_and_resume(command(tmp_path / "broken"), tmp_path / "broken")
@@ -110,9 +106,7 @@ def test_a_signal_to_rank0_alone_stops_both_ranks_after_the_same_batch(tmp_path,
     """A signal that reaches one rank only (here the launching process, rank 0) must not leave the
     other training on: rank 0 writing the checkpoint while rank 1 trains would hang both."""
     run = tmp_path / "run"
-    command = ([sys.executable, str(REPO / "scripts" / "train_transformer.py"), "--config",
-                str(REPO / "configs/transformer/emoji32.yaml")]
-               + tiny_gpt_overrides(run, emoji_subset, tiny_tokenizer, steps=100000)
+    command = (GPT_SCRIPT + tiny_gpt_overrides(run, emoji_subset, tiny_tokenizer, steps=100000)
                + ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "data.num_workers=0",
                   "trainer.checkpoint_every=5", "trainer.image_every=0", "trainer.val_every=0"])
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -1,7 +1,6 @@
 """A run killed with SIGKILL and resumed ends with the same weights as a run never interrupted."""
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -9,11 +8,7 @@ import torch
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import REPO, tiny_gpt_overrides, tiny_vqgan_overrides
-
-VQGAN_SCRIPT = [sys.executable, str(REPO / "scripts" / "train_vqgan.py"), "--config", str(REPO / "configs/vqgan/emoji32.yaml")]
-GPT_SCRIPT = [sys.executable, str(REPO / "scripts" / "train_transformer.py"), "--config",
-              str(REPO / "configs/transformer/emoji32.yaml")]
+from tests.conftest import GPT_SCRIPT, VQGAN_SCRIPT, tiny_gpt_overrides, tiny_vqgan_overrides
 
 
 def checkpoint_step(path) -> int:
